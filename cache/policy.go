@@ -1,0 +1,97 @@
+package cache
+
+import (
+	"net/http"
+	"time"
+)
+
+// Policy adjusts how a [Cache] treats requests and responses beyond the
+// rules of RFC 9111. The HLS policy in github.com/onioncdn/onioncdn/hls
+// implements it. A nil Policy means plain RFC 9111 behaviour.
+//
+// Implementations must be safe for concurrent use.
+type Policy interface {
+	// Key returns the resource part of the cache key for r; the cache adds
+	// the method (and the site partition) itself. [DefaultKey] is the
+	// default: scheme, host, path and the query unchanged.
+	Key(r *http.Request) string
+
+	// Decide is called with every response the cache receives from
+	// upstream, before it decides whether and how long to store it.
+	// Decide may read resp.Body and replace it with an equivalent reader
+	// (for example to classify a playlist by its content); it must leave
+	// the bytes a client receives unchanged and must not change the status.
+	Decide(r *http.Request, resp *http.Response) Decision
+}
+
+// Decision is a [Policy]'s verdict on one upstream response.
+// The zero Decision changes nothing.
+type Decision struct {
+	// TTL, if positive, replaces the freshness lifetime the cache would
+	// compute from the response headers, and makes a response with a status
+	// that is not cacheable by default (e.g. 404 on an LL-HLS blocking
+	// request) storable. It never makes storable what a shared cache must not
+	// store: no-store, private, Authorization without public/s-maxage/
+	// must-revalidate, and Set-Cookie (unless the cache allows it) still win.
+	TTL time.Duration
+
+	// StaleWhileRevalidate and StaleIfError, if positive, replace the
+	// corresponding windows (RFC 5861) for this response.
+	StaleWhileRevalidate time.Duration
+	StaleIfError         time.Duration
+
+	// NoStore forbids storing the response, whatever its headers say.
+	// Waiters collapsed on its fill then go upstream themselves.
+	NoStore bool
+}
+
+// PolicyFunc adapts a function to a [Policy] whose Key is [DefaultKey].
+type PolicyFunc func(r *http.Request, resp *http.Response) Decision
+
+// Key returns DefaultKey(r).
+func (f PolicyFunc) Key(r *http.Request) string { return DefaultKey(r) }
+
+// Decide calls f(r, resp).
+func (f PolicyFunc) Decide(r *http.Request, resp *http.Response) Decision { return f(r, resp) }
+
+// DefaultKey returns scheme://host/path?query for r, the default resource
+// part of a cache key. The scheme is "https" when r.TLS is set and "http"
+// otherwise, unless r.URL carries an absolute scheme; the host is
+// lower-cased.
+func DefaultKey(r *http.Request) string {
+	scheme := r.URL.Scheme
+	if scheme == "" {
+		scheme = "http"
+		if r.TLS != nil {
+			scheme = "https"
+		}
+	}
+	host := r.Host
+	if host == "" {
+		host = r.URL.Host
+	}
+	path := r.URL.EscapedPath()
+	if path == "" {
+		path = "/"
+	}
+	k := scheme + "://" + toLowerASCII(host) + path
+	if r.URL.RawQuery != "" {
+		k += "?" + r.URL.RawQuery
+	}
+	return k
+}
+
+func toLowerASCII(s string) string {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; 'A' <= c && c <= 'Z' {
+			b := []byte(s)
+			for j := i; j < len(b); j++ {
+				if c := b[j]; 'A' <= c && c <= 'Z' {
+					b[j] = c + 'a' - 'A'
+				}
+			}
+			return string(b)
+		}
+	}
+	return s
+}

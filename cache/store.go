@@ -1,0 +1,81 @@
+package cache
+
+import (
+	"context"
+	"errors"
+	"io"
+)
+
+// ErrNotFound is returned by [Store.Open], [Store.UpdateMeta] and
+// [Store.Delete] when nothing is stored under the key.
+var ErrNotFound = errors.New("cache: not found")
+
+// Store holds cached objects: an opaque metadata blob (the stored response
+// head, encoded by [Cache]) and a body. Keys are arbitrary strings chosen by
+// the cache; a Store must not interpret them as paths.
+//
+// Implementations must be safe for concurrent use. Errors other than
+// [ErrNotFound] (a full disk, an I/O error, a corrupt entry that could not be
+// discarded) are returned, never swallowed: the cache then serves the request
+// uncached and counts the error.
+//
+// Every Store in this module passes the conformance suite in
+// github.com/onioncdn/onioncdn/cache/storetest.
+type Store interface {
+	// Open returns the object stored under key, or ErrNotFound.
+	// An entry that fails validation (truncated, wrong length or checksum)
+	// is discarded and reported as ErrNotFound: it is never served.
+	// Opening an object marks it as recently used.
+	Open(ctx context.Context, key string) (Object, error)
+
+	// Create starts writing a new object under key with the given metadata.
+	// Nothing becomes visible to Open until Commit; until then, and for good
+	// if Abort is called or the process dies, the previous object under key
+	// (if any) stays as it was.
+	Create(ctx context.Context, key string, meta []byte) (Writer, error)
+
+	// UpdateMeta replaces the metadata of the object stored under key
+	// without touching its body (used after a 304 revalidation).
+	UpdateMeta(ctx context.Context, key string, meta []byte) error
+
+	// Delete removes the object stored under key. Readers that already
+	// opened it may finish reading it.
+	Delete(ctx context.Context, key string) error
+}
+
+// Object is an open stored object. It stays readable until Close, even if
+// it is deleted, replaced or evicted meanwhile.
+type Object interface {
+	// Meta returns the metadata given to Create or UpdateMeta.
+	// The caller must not modify the returned slice.
+	Meta() []byte
+	// Size returns the length of the body in bytes.
+	Size() int64
+	// ReadAt reads the body; it is safe for concurrent use.
+	io.ReaderAt
+	// Reader returns a reader of n body bytes starting at off. Readers
+	// returned by one Object must not be used concurrently with each other.
+	// A disk store returns an *io.LimitedReader over an *os.File so that
+	// net/http can send the body with sendfile(2).
+	Reader(off, n int64) (io.Reader, error)
+	Close() error
+}
+
+// Writer writes the body of a new object. Bytes already written can be read
+// back with ReadAt while writing continues: this is how clients that joined
+// a fill in progress receive the body as it downloads.
+type Writer interface {
+	io.Writer
+	// ReadAt reads bytes already written. It is safe to call concurrently
+	// with Write and with other ReadAt calls.
+	io.ReaderAt
+	// Commit makes the object visible to Open, replacing any previous
+	// object under the same key, and may evict other objects to keep the
+	// store within its size bound. ReadAt stays valid after Commit until
+	// Close.
+	Commit(ctx context.Context) error
+	// Abort discards the object. It is a no-op after Commit.
+	Abort() error
+	// Close releases the writer. Close without Commit aborts.
+	Close() error
+}
