@@ -1,0 +1,162 @@
+package rfc9111
+
+import (
+	"errors"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+func TestParseRange(t *testing.T) {
+	tests := []struct {
+		name    string
+		header  string
+		size    int64
+		want    []Range
+		wantErr error
+	}{
+		{name: "empty", header: "", size: 100},
+		{name: "single", header: "bytes=0-9", size: 100, want: []Range{{0, 10}}},
+		{name: "single_middle", header: "bytes=10-19", size: 100, want: []Range{{10, 10}}},
+		{name: "one_byte", header: "bytes=5-5", size: 100, want: []Range{{5, 1}}},
+		{name: "unit_case_insensitive", header: "Bytes=0-0", size: 100, want: []Range{{0, 1}}},
+		{name: "whitespace", header: "bytes= 0-1 , 3-4 ", size: 100, want: []Range{{0, 2}, {3, 2}}},
+		{name: "last_clamped", header: "bytes=90-200", size: 100, want: []Range{{90, 10}}},
+		{name: "open_ended", header: "bytes=95-", size: 100, want: []Range{{95, 5}}},
+		{name: "open_from_zero", header: "bytes=0-", size: 100, want: []Range{{0, 100}}},
+		{name: "suffix", header: "bytes=-10", size: 100, want: []Range{{90, 10}}},
+		{name: "suffix_larger_than_size", header: "bytes=-500", size: 100, want: []Range{{0, 100}}},
+		{name: "multiple", header: "bytes=0-9,20-29,-5", size: 100, want: []Range{{0, 10}, {20, 10}, {95, 5}}},
+		{name: "empty_list_elements", header: "bytes=,0-1,,", size: 100, want: []Range{{0, 2}}},
+		{name: "unsatisfiable_dropped", header: "bytes=200-300,0-0", size: 100, want: []Range{{0, 1}}},
+		{name: "huge_last_pos", header: "bytes=0-99999999999999999999999", size: 100, want: []Range{{0, 100}}},
+		// Unsatisfiable.
+		{name: "start_at_size", header: "bytes=100-", size: 100, wantErr: ErrUnsatisfiable},
+		{name: "start_beyond", header: "bytes=200-300", size: 100, wantErr: ErrUnsatisfiable},
+		{name: "huge_first_pos", header: "bytes=99999999999999999999999-", size: 100, wantErr: ErrUnsatisfiable},
+		{name: "suffix_zero", header: "bytes=-0", size: 100, wantErr: ErrUnsatisfiable},
+		{name: "all_unsatisfiable", header: "bytes=100-101,-0,500-", size: 100, wantErr: ErrUnsatisfiable},
+		{name: "empty_representation", header: "bytes=0-0", size: 0, wantErr: ErrUnsatisfiable},
+		{name: "empty_representation_suffix", header: "bytes=-5", size: 0},
+		// Malformed: ignored.
+		{name: "other_unit", header: "items=0-1", size: 100},
+		{name: "no_equals", header: "bytes 0-1", size: 100},
+		{name: "only_unit", header: "bytes=", size: 100},
+		{name: "no_dash", header: "bytes=5", size: 100},
+		{name: "last_before_first", header: "bytes=9-0", size: 100},
+		{name: "negative_first", header: "bytes=--5", size: 100},
+		{name: "letters", header: "bytes=a-b", size: 100},
+		{name: "plus_sign", header: "bytes=+1-2", size: 100},
+		{name: "dash_only", header: "bytes=-", size: 100},
+		{name: "one_malformed_spoils_all", header: "bytes=0-1,x", size: 100},
+		{name: "negative_size", header: "bytes=0-1", size: -1},
+		// Abuse: ignored.
+		{name: "overlapping_exceeds_size", header: "bytes=0-99,0-99", size: 100},
+		{name: "many_small_overlaps", header: "bytes=" + strings.Repeat("0-10,", 20), size: 100},
+		{name: "too_many_ranges", header: "bytes=" + manyRanges(MaxRanges+1), size: 10000},
+		{name: "max_ranges_ok", header: "bytes=" + manyRanges(MaxRanges), size: 10000, want: manyWant(MaxRanges)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := ParseRange(tt.header, tt.size)
+			if !errors.Is(err, tt.wantErr) || (err == nil) != (tt.wantErr == nil) {
+				t.Fatalf("ParseRange(%q, %d) error = %v, want %v", tt.header, tt.size, err, tt.wantErr)
+			}
+			if !slices.Equal(got, tt.want) {
+				t.Errorf("ParseRange(%q, %d) = %v, want %v", tt.header, tt.size, got, tt.want)
+			}
+		})
+	}
+}
+
+func manyRanges(n int) string {
+	var b strings.Builder
+	for i := range n {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(itoa64(int64(i*10)) + "-" + itoa64(int64(i*10+1)))
+	}
+	return b.String()
+}
+
+func manyWant(n int) []Range {
+	out := make([]Range, n)
+	for i := range out {
+		out[i] = Range{int64(i * 10), 2}
+	}
+	return out
+}
+
+func itoa64(n int64) string { return strconv.FormatInt(n, 10) }
+
+func TestContentRange(t *testing.T) {
+	tests := []struct {
+		name string
+		r    Range
+		size int64
+		want string
+	}{
+		{"first_byte", Range{0, 1}, 100, "bytes 0-0/100"},
+		{"middle", Range{10, 10}, 100, "bytes 10-19/100"},
+		{"whole", Range{0, 100}, 100, "bytes 0-99/100"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := ContentRange(tt.r, tt.size); got != tt.want {
+				t.Errorf("ContentRange = %q, want %q", got, tt.want)
+			}
+		})
+	}
+	if got := ContentRangeUnsatisfiable(100); got != "bytes */100" {
+		t.Errorf("ContentRangeUnsatisfiable = %q", got)
+	}
+}
+
+func FuzzParseRange(f *testing.F) {
+	seeds := []struct {
+		h    string
+		size int64
+	}{
+		{"bytes=0-9", 100},                           // single
+		{"bytes=0-9,20-29,-5", 100},                  // multiple incl. suffix
+		{"bytes=95-", 100},                           // open-ended
+		{"bytes=-500", 100},                          // suffix beyond size
+		{"bytes=200-", 100},                          // unsatisfiable
+		{"bytes=-5", 0},                              // empty representation
+		{"bytes=9-0", 100},                           // last < first
+		{"items=0-1", 100},                           // other unit
+		{"bytes=0-99,0-99", 100},                     // overlap amplification
+		{"bytes=0-99999999999999999999999", 1 << 40}, // overflow
+		{"bytes=,,,", 10},                            // empty elements
+	}
+	for _, s := range seeds {
+		f.Add(s.h, s.size)
+	}
+	f.Fuzz(func(t *testing.T, h string, size int64) {
+		rs, err := ParseRange(h, size)
+		if err != nil {
+			if !errors.Is(err, ErrUnsatisfiable) || rs != nil {
+				t.Fatalf("ParseRange(%q, %d) = %v, %v", h, size, rs, err)
+			}
+			return
+		}
+		if len(rs) > MaxRanges {
+			t.Fatalf("%d ranges, bound is %d", len(rs), MaxRanges)
+		}
+		var sum int64
+		for _, r := range rs {
+			if r.Start < 0 || r.Length <= 0 || r.Start >= size || r.Length > size-r.Start {
+				t.Fatalf("range %+v outside size %d (header %q)", r, size, h)
+			}
+			sum += r.Length
+			if sum > size {
+				t.Fatalf("ranges sum to more than size %d: %v", size, rs)
+			}
+			if cr := ContentRange(r, size); !strings.HasPrefix(cr, "bytes ") {
+				t.Fatalf("ContentRange = %q", cr)
+			}
+		}
+	})
+}
