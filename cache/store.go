@@ -36,6 +36,10 @@ type Store interface {
 
 	// UpdateMeta replaces the metadata of the object stored under key
 	// without touching its body (used after a 304 revalidation).
+	// It applies to whatever object is stored under key when it runs,
+	// which may be newer than the one the caller revalidated; if a
+	// Commit, UpdateMeta or Delete of the same key races it, a store may
+	// let that newer change win and return nil.
 	UpdateMeta(ctx context.Context, key string, meta []byte) error
 
 	// Delete removes the object stored under key. Readers that already
@@ -54,7 +58,10 @@ type Object interface {
 	// ReadAt reads the body; it is safe for concurrent use.
 	io.ReaderAt
 	// Reader returns a reader of n body bytes starting at off. Readers
-	// returned by one Object must not be used concurrently with each other.
+	// returned by one Object must not be used concurrently with each other,
+	// and a call to Reader may invalidate the readers returned before it
+	// (a disk store's readers share one file offset): use them one after
+	// another, as for the parts of a multipart range response.
 	// A disk store returns an *io.LimitedReader over an *os.File so that
 	// net/http can send the body with sendfile(2).
 	Reader(off, n int64) (io.Reader, error)
@@ -67,7 +74,11 @@ type Object interface {
 type Writer interface {
 	io.Writer
 	// ReadAt reads bytes already written. It is safe to call concurrently
-	// with Write and with other ReadAt calls.
+	// with Write and with other ReadAt calls. Like any io.ReaderAt it
+	// returns io.EOF when it reads fewer than len(p) bytes, here meaning
+	// "no more bytes written yet", not "end of body": a follower learns
+	// that the body is complete (or aborted) from the fill, not from
+	// ReadAt. After Abort or Close, ReadAt returns an error.
 	io.ReaderAt
 	// Commit makes the object visible to Open, replacing any previous
 	// object under the same key, and may evict other objects to keep the

@@ -1,0 +1,75 @@
+// Package diskstore is a [cache.Store] on the local file system, built on
+// github.com/peterbourgon/diskv/v3, for caches that must survive restarts and
+// serve large bodies without holding them in memory.
+//
+// # Overview
+//
+// [Open] returns a [Store] rooted in a directory it owns:
+//
+//	DIR/lock                  flock(2)ed while a Store has DIR open
+//	DIR/objects/ab/cd/abcd…   one file per object (diskv BasePath)
+//	DIR/tmp/                  objects being written (diskv TempDir)
+//	DIR/lru                   LRU order, written by Close, read by Open
+//
+// An object's file name is the hex SHA-256 of its cache key, under two
+// directory levels taken from the hash; the key itself is stored nowhere.
+// The file holds a 32-byte header (magic, format version, meta and body
+// lengths, CRC-32C checksums of meta, body and header), the meta, then the
+// body.
+//
+// [Store.Create] writes to a new temporary file in DIR/tmp; bytes written
+// can be read back at once with ReadAt (pread(2) on the same file), so
+// clients that join a fill in progress follow it. Commit writes the header,
+// fsyncs the file (unless Options.NoSync) and renames it into place (diskv
+// Import): a reader sees the old object or the new one, never a mix, and a
+// process that dies mid-write leaves only a temporary file, removed by the
+// next Open. The directory is not fsynced after the rename: after a power
+// loss a just-committed object may be missing (the previous version, or
+// nothing, is served), never partial. [Store.Open] returns an object whose
+// [cache.Object.Reader] is an *io.LimitedReader over its own *os.File, so
+// net/http sends hits with sendfile(2); the file stays readable when the
+// object is replaced, deleted or evicted meanwhile.
+//
+// The store is bounded by Options.MaxBytes and evicts least recently used
+// objects; see [Store] for exactly what is counted. The in-memory index is
+// rebuilt by Open from the files (a restarted process serves what it
+// stored), with the LRU order restored from DIR/lru after a clean Close, or
+// from modification times after a crash. Every entry is validated then:
+// header, lengths against the file size, meta checksum and (unless
+// Options.NoVerify) body checksum. An invalid entry is deleted and counted
+// in [Stats], never served. Open checks header, size and meta checksum on
+// every open, and the body checksum too for bodies up to
+// Options.VerifyMaxBody (64 KiB).
+//
+// Write errors (a full disk, a read-only file system, a file size limit)
+// are returned by Create, Write, Commit and UpdateMeta, wrapped as
+// "diskstore: OP: %w", counted in [Stats] and logged; nothing half-written
+// becomes visible, and the previous object under the key stays. The cache
+// then serves the response uncached.
+//
+// A Store is safe for concurrent use. It is not a general key-value store:
+// keys cannot be listed, and only one Store (in any process) may use a
+// directory at a time.
+//
+// # Usage
+//
+//	s, err := diskstore.Open("/var/cache/onioncdn", diskstore.Options{
+//		MaxBytes: 10 << 30,
+//		Logger:   logger,
+//	})
+//	if err != nil {
+//		return err
+//	}
+//	defer s.Close()
+//	c := &cache.Cache{Store: s}
+//
+// # Security
+//
+// Keys (which contain URLs and query strings) are hashed before they reach
+// the file system, so no key can name a path outside DIR/objects, and they
+// are never written to disk or to logs: log lines name entries by hash.
+// Bodies and response heads are stored in clear; DIR and its files are
+// created with mode 0700/0600 and should live on a disk that is as trusted
+// as the process. Checksums detect accidental damage (bit rot, torn writes),
+// not tampering by someone who can write DIR.
+package diskstore
