@@ -1,0 +1,9 @@
+//go:build !linux
+
+package tornet
+
+import "os/exec"
+
+// setDeathSignal is a no-op outside Linux; __OwningControllerProcess still
+// makes tor exit when the test binary dies.
+func setDeathSignal(*exec.Cmd) {}
