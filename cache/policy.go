@@ -17,7 +17,11 @@ type Policy interface {
 	Key(r *http.Request) string
 
 	// Decide is called with every response the cache receives from
-	// upstream, before it decides whether and how long to store it.
+	// upstream, before it decides whether and how long to store it, except
+	// a 304 that revalidates a stored response (which keeps the Decision
+	// it was stored with) and a 5xx answered with a stale response
+	// (stale-if-error). r is the client's request (for a collapsed fill,
+	// the request that started it).
 	// Decide may read resp.Body and replace it with an equivalent reader
 	// (for example to classify a playlist by its content); it must leave
 	// the bytes a client receives unchanged and must not change the status.

@@ -1,0 +1,520 @@
+package cache
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/onioncdn/onioncdn/internal/hygiene"
+	"github.com/onioncdn/onioncdn/internal/rfc9111"
+	"golang.org/x/sync/singleflight"
+)
+
+// Default values of [Cache] fields.
+const (
+	DefaultName        = "onioncdn"
+	DefaultFillTimeout = 5 * time.Minute
+)
+
+// Cache is a shared HTTP cache (RFC 9111) for one tier of a CDN. It is an
+// [http.Handler] that forwards what it cannot serve from its [Store] to an
+// upstream, and an [http.RoundTripper] that does the same for a client.
+//
+// Concurrent requests for one object cost one upstream request: the first
+// request's fill writes the response to the store while every other client
+// reads it from there as it arrives.
+//
+// The zero value is a usable cache in memory in front of
+// http.DefaultTransport. Its exported fields may be changed until the first
+// method call. A Cache is safe for concurrent use.
+type Cache struct {
+	// Transport sends requests upstream. If nil, a clone of
+	// http.DefaultTransport with transparent compression disabled is used.
+	Transport http.RoundTripper
+
+	// Upstream, if set, is where requests go: its scheme and host replace
+	// those of the request, and a non-root path is prepended to the
+	// request's path. The Host header sent is Upstream's host unless
+	// PreserveHost is set. If nil, requests go to the URL the client asked
+	// for (http://Host/path in handler mode), which suits a Transport that
+	// chooses the upstream itself, such as upstream.Transport.
+	Upstream *url.URL
+
+	// PreserveHost forwards the client's Host header instead of Upstream's
+	// host. If false, the Host is Upstream's.
+	PreserveHost bool
+
+	// Store holds the cached objects. If nil, an in-memory store
+	// (&MemoryStore{}) is used.
+	Store Store
+
+	// Policy adjusts keys and storage decisions. If nil, plain RFC 9111.
+	Policy Policy
+
+	// Partition, if set, returns a partition name added to every cache key
+	// of r, so that sites sharing a Cache never share entries. If nil,
+	// there is one partition.
+	Partition func(r *http.Request) string
+
+	// Name identifies this cache in the Cache-Status header. If empty,
+	// DefaultName.
+	Name string
+
+	// CacheStatus adds an RFC 9211 Cache-Status header to responses. If
+	// false, Cache-Status headers (including the upstream's) are removed:
+	// on a tier facing users, cache state should not be revealed.
+	CacheStatus bool
+
+	// AllowSetCookie stores responses that carry Set-Cookie. If false (the
+	// default) they are never stored nor shared: a cookie set for one user
+	// must not reach another, and cookies tie requests to users.
+	AllowSetCookie bool
+
+	// HeuristicFraction is the fraction of the time since Last-Modified used
+	// as freshness lifetime when a response has no explicit one. If zero
+	// or negative, 0.1.
+	HeuristicFraction float64
+
+	// MaxHeuristic caps heuristic freshness. If zero, 24 hours.
+	MaxHeuristic time.Duration
+
+	// DefaultStaleWhileRevalidate and DefaultStaleIfError apply RFC 5861
+	// windows to responses that do not specify them. If zero, none.
+	DefaultStaleWhileRevalidate time.Duration
+	DefaultStaleIfError         time.Duration
+
+	// FillTimeout bounds one upstream fill (response headers and body). A
+	// fill is detached from the client that started it, so that client
+	// hanging up does not fail the others. If zero, DefaultFillTimeout.
+	FillTimeout time.Duration
+
+	// MaxObjectBytes, if positive, is the largest response body stored:
+	// responses with a larger Content-Length are passed through uncached,
+	// and a fill without Content-Length that grows larger fails like one
+	// the Store refuses. Set it to at most the Store's bound. If zero, any
+	// size is tried. A fill the Store refuses (too large, disk full)
+	// aborts the responses reading it; its key is then passed through
+	// uncached for a minute.
+	MaxObjectBytes int64
+
+	// StripServerHeaders removes headers naming the origin's software
+	// (Server, X-Powered-By, ...) from responses. If false they are kept.
+	StripServerHeaders bool
+
+	// LogQuery includes the query string in Record.Path. If false (the
+	// default) only the path is logged: queries may carry identifying data.
+	LogQuery bool
+
+	// Now returns the current time. If nil, time.Now.
+	Now func() time.Time
+
+	// OnRecord, if set, is called once per request after its last byte was
+	// written or the response was abandoned.
+	OnRecord func(r *http.Request, rec Record)
+
+	// Logger receives one record per request at Debug level (Info for
+	// failures) and errors. If nil, logs are discarded.
+	Logger *slog.Logger
+
+	// ErrorHandler replies to a request that could not be served (upstream
+	// unreachable, no response). If nil, the error is logged and a
+	// 502 Bad Gateway is sent.
+	ErrorHandler func(w http.ResponseWriter, r *http.Request, err error)
+
+	initOnce  sync.Once
+	store     Store
+	transport http.RoundTripper
+	log       *slog.Logger
+	opts      rfc9111.Options
+	proxy     *httputil.ReverseProxy
+	group     singleflight.Group
+	stats     counters
+	bufs      sync.Pool
+	wg        sync.WaitGroup // fills and background revalidations
+	nonceSeq  atomic.Uint64  // makes variant index nonces unique
+
+	// testHookFlight, if set, is called by every request that starts
+	// waiting on a flight (leader included). Tests only.
+	testHookFlight func()
+
+	fills   sync.Map // base key → *fill in progress (read on every request: no lock)
+	decoded *[decodedSlots]atomic.Pointer[decoded]
+
+	mu         sync.Mutex
+	bg         map[string]struct{}  // base keys with a background revalidation
+	unstorable map[string]time.Time // base keys whose last fill the store refused, until when
+}
+
+func (c *Cache) init() {
+	c.initOnce.Do(func() {
+		c.store = c.Store
+		if c.store == nil {
+			c.store = &MemoryStore{}
+		}
+		c.transport = c.Transport
+		if c.transport == nil {
+			t := http.DefaultTransport.(*http.Transport).Clone()
+			t.DisableCompression = true
+			t.MaxIdleConnsPerHost = 64
+			c.transport = t
+		}
+		c.log = c.Logger
+		if c.log == nil {
+			c.log = slog.New(slog.DiscardHandler)
+		}
+		c.opts = rfc9111.Options{
+			AllowSetCookie:              c.AllowSetCookie,
+			HeuristicFraction:           c.HeuristicFraction,
+			MaxHeuristic:                c.MaxHeuristic,
+			DefaultStaleWhileRevalidate: c.DefaultStaleWhileRevalidate,
+			DefaultStaleIfError:         c.DefaultStaleIfError,
+		}
+		c.bg = make(map[string]struct{})
+		c.decoded = new([decodedSlots]atomic.Pointer[decoded])
+		c.unstorable = make(map[string]time.Time)
+		c.bufs.New = func() any { b := make([]byte, 32<<10); return &b }
+		c.proxy = &httputil.ReverseProxy{
+			Rewrite: func(pr *httputil.ProxyRequest) {
+				c.rewrite(pr.Out, pr.In)
+			},
+			Transport: c.transport,
+			ModifyResponse: func(resp *http.Response) error {
+				hygiene.CleanResponse(resp.Header, c.StripServerHeaders)
+				if c.CacheStatus {
+					resp.Header.Add("Cache-Status", c.name()+"; fwd=method; fwd-status="+strconv.Itoa(resp.StatusCode))
+				} else {
+					resp.Header.Del("Cache-Status")
+				}
+				return nil
+			},
+			ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+				c.stats.errors.Add(1)
+				c.handleError(w, r, err)
+			},
+			ErrorLog: slog.NewLogLogger(c.log.Handler(), slog.LevelDebug),
+		}
+	})
+}
+
+// Stats returns a snapshot of the cache's counters.
+func (c *Cache) Stats() Stats { return c.stats.snapshot() }
+
+// Shutdown waits until the fills and background revalidations in progress
+// have finished or ctx is done. Requests arriving later are still served;
+// it is meant to be called after http.Server.Shutdown.
+func (c *Cache) Shutdown(ctx context.Context) error {
+	c.init()
+	done := make(chan struct{})
+	go func() { c.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("cache: shutdown: %w", ctx.Err())
+	}
+}
+
+func (c *Cache) now() time.Time {
+	if c.Now != nil {
+		return c.Now()
+	}
+	return time.Now()
+}
+
+func (c *Cache) name() string {
+	if c.Name != "" {
+		return c.Name
+	}
+	return DefaultName
+}
+
+func (c *Cache) fillTimeout() time.Duration {
+	if c.FillTimeout > 0 {
+		return c.FillTimeout
+	}
+	return DefaultFillTimeout
+}
+
+func (c *Cache) getBuf() *[]byte  { return c.bufs.Get().(*[]byte) }
+func (c *Cache) putBuf(b *[]byte) { c.bufs.Put(b) }
+
+func (c *Cache) handleError(w http.ResponseWriter, r *http.Request, err error) {
+	if c.ErrorHandler != nil {
+		c.ErrorHandler(w, r, err)
+		return
+	}
+	c.log.Info("upstream error", "method", r.Method, "path", c.logPath(r), "err", err)
+	w.WriteHeader(http.StatusBadGateway)
+}
+
+func (c *Cache) logPath(r *http.Request) string {
+	p := r.URL.EscapedPath()
+	if c.LogQuery && r.URL.RawQuery != "" {
+		p += "?" + r.URL.RawQuery
+	}
+	return p
+}
+
+// record finishes rec and hands it to OnRecord and the Logger.
+func (c *Cache) record(r *http.Request, rec *Record, start time.Time) {
+	rec.Delivery = c.now().Sub(start)
+	c.stats.bytesServed.Add(uint64(rec.Bytes))
+	c.stats.count(rec.Disposition)
+	if rec.Err != nil {
+		c.stats.errors.Add(1)
+	}
+	if c.OnRecord != nil {
+		c.OnRecord(r, *rec)
+	}
+	lvl := slog.LevelDebug
+	if rec.Err != nil {
+		lvl = slog.LevelInfo
+	}
+	if c.log.Enabled(r.Context(), lvl) {
+		attrs := []slog.Attr{
+			slog.String("method", rec.Method),
+			slog.String("path", rec.Path),
+			slog.Int("status", rec.Status),
+			slog.Int64("bytes", rec.Bytes),
+			slog.String("disposition", string(rec.Disposition)),
+			slog.Duration("delivery", rec.Delivery),
+			slog.Duration("upstream", rec.Upstream),
+		}
+		if rec.Prefetch {
+			attrs = append(attrs, slog.Bool("prefetch", true))
+		}
+		if rec.Err != nil {
+			attrs = append(attrs, slog.String("err", rec.Err.Error()))
+		}
+		c.log.LogAttrs(r.Context(), lvl, "request", attrs...)
+	}
+}
+
+// rewrite points out (a clone of in) at the upstream and cleans its header.
+func (c *Cache) rewrite(out, in *http.Request) {
+	if u := c.Upstream; u != nil {
+		out.URL.Scheme = u.Scheme
+		out.URL.Host = u.Host
+		if u.Path != "" && u.Path != "/" {
+			out.URL.Path = strings.TrimSuffix(u.Path, "/") + "/" + strings.TrimPrefix(in.URL.Path, "/")
+			out.URL.RawPath = ""
+		}
+		if !c.PreserveHost {
+			out.Host = ""
+		}
+	} else if out.URL.Host == "" {
+		out.URL.Scheme = "http"
+		if in.TLS != nil {
+			out.URL.Scheme = "https"
+		}
+		out.URL.Host = in.Host
+	}
+	hygiene.CleanRequest(out.Header)
+	if _, ok := out.Header["User-Agent"]; !ok {
+		out.Header.Set("User-Agent", "") // never Go's default
+	}
+}
+
+// outRequest builds the upstream request for r. A fill request is always a
+// plain GET: the client's conditionals and Range are answered by the cache.
+func (c *Cache) outRequest(ctx context.Context, r *http.Request, fill bool) *http.Request {
+	out := r.Clone(ctx)
+	out.RequestURI = ""
+	out.Close = false
+	if fill || r.Method == http.MethodGet || r.Method == http.MethodHead {
+		out.Body = nil
+		out.ContentLength = 0
+		out.GetBody = nil
+	}
+	if fill {
+		out.Method = http.MethodGet
+		for _, k := range conditionalHeaders {
+			out.Header.Del(k)
+		}
+	}
+	c.rewrite(out, r)
+	return out
+}
+
+var conditionalHeaders = [...]string{
+	"If-None-Match", "If-Modified-Since", "If-Match", "If-Unmodified-Since", "If-Range", "Range",
+}
+
+// ServeHTTP serves r from the store or upstream.
+//
+// GET and HEAD go through the cache. Other methods are forwarded with
+// [httputil.ReverseProxy] (same header hygiene), and a successful unsafe
+// method invalidates the stored responses for its target and its same-origin
+// Location and Content-Location.
+//
+// Cacheable requests are not served by ReverseProxy itself because their
+// responses come from the store (or a fill in progress), not from an
+// upstream response tied to this client.
+func (c *Cache) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := c.now()
+	c.init()
+	rec := Record{Method: r.Method, Path: c.logPath(r)}
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		rw := &recordingWriter{ResponseWriter: w}
+		rec.Disposition = FwdMethod
+		c.proxy.ServeHTTP(rw, r)
+		rec.Status, rec.Bytes = rw.status, rw.n
+		if rec.Status == 0 {
+			rec.Status = http.StatusOK
+		}
+		c.invalidate(r, rec.Status, rw.Header())
+		c.record(r, &rec, start)
+		return
+	}
+	rp, err := c.get(r.Context(), r, &rec, w.Header())
+	if err != nil {
+		rec.Err = err
+		rec.Disposition = Error
+		rec.Status = http.StatusBadGateway
+		c.handleError(w, r, err)
+		c.record(r, &rec, start)
+		return
+	}
+	defer rp.close()
+	srcErr := c.writeReply(w, r, rp, &rec)
+	c.record(r, &rec, start)
+	if srcErr != nil {
+		// The response started and its source failed: never let it look
+		// complete.
+		panic(http.ErrAbortHandler)
+	}
+}
+
+// RoundTrip serves r from the store or sends it upstream through Transport.
+// It follows the same rules as [Cache.ServeHTTP]; r.URL must be absolute
+// unless Upstream is set. r is not modified. A response body whose fill
+// fails returns an error from Read rather than a short body.
+func (c *Cache) RoundTrip(r *http.Request) (*http.Response, error) {
+	start := c.now()
+	c.init()
+	if r.Body != nil && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
+		r.Body.Close() // not sent upstream; other methods' bodies are closed by Transport
+	}
+	rec := Record{Method: r.Method, Path: c.logPath(r)}
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		out := c.outRequest(r.Context(), r, false)
+		resp, err := c.transport.RoundTrip(out)
+		rec.Disposition = FwdMethod
+		rec.Upstream = c.now().Sub(start)
+		if err != nil {
+			rec.Err = err
+			c.record(r, &rec, start)
+			return nil, fmt.Errorf("cache: upstream: %w", err)
+		}
+		hygiene.CleanResponse(resp.Header, c.StripServerHeaders)
+		if !c.CacheStatus {
+			resp.Header.Del("Cache-Status")
+		}
+		rec.Status = resp.StatusCode
+		c.invalidate(r, resp.StatusCode, resp.Header)
+		resp.Body = &recordBody{rc: resp.Body, done: func(n int64, err error) {
+			rec.Bytes, rec.Err = n, err
+			c.record(r, &rec, start)
+		}}
+		return resp, nil
+	}
+	rp, err := c.get(r.Context(), r, &rec, nil)
+	if err != nil {
+		rec.Err = err
+		rec.Disposition = Error
+		c.record(r, &rec, start)
+		return nil, err
+	}
+	return c.replyResponse(r, rp, &rec, start), nil
+}
+
+// Prefetch makes sure r's object is stored: if nothing fresh is stored, it
+// starts a fill through the same path as client requests (or joins the one
+// in progress) and waits until the body is stored or ctx is done. The fill
+// itself continues when ctx ends. Clients arriving meanwhile join the fill.
+func (c *Cache) Prefetch(ctx context.Context, r *http.Request) error {
+	start := c.now()
+	c.init()
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		return fmt.Errorf("cache: prefetch: method %s not cacheable", r.Method)
+	}
+	r = r.WithContext(ctx)
+	rec := Record{Method: r.Method, Path: c.logPath(r), Prefetch: true}
+	err := c.prefetch(ctx, r, &rec)
+	if err != nil {
+		rec.Err = err
+	} else {
+		c.stats.prefetched.Add(1)
+	}
+	c.record(r, &rec, start)
+	return err
+}
+
+// recordingWriter records the status and body size of a response.
+type recordingWriter struct {
+	http.ResponseWriter
+	status int
+	n      int64
+}
+
+func (w *recordingWriter) WriteHeader(code int) {
+	if w.status == 0 && code >= 200 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *recordingWriter) Write(p []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	n, err := w.ResponseWriter.Write(p)
+	w.n += int64(n)
+	return n, err
+}
+
+// Unwrap lets http.ResponseController reach the underlying writer.
+func (w *recordingWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// recordBody calls done once, at EOF, on a read error or on Close.
+type recordBody struct {
+	rc   io.ReadCloser
+	n    int64
+	once sync.Once
+	done func(n int64, err error)
+}
+
+func (b *recordBody) Read(p []byte) (int, error) {
+	n, err := b.rc.Read(p)
+	b.n += int64(n)
+	if err != nil {
+		var e error
+		if err != io.EOF {
+			e = err
+		}
+		b.once.Do(func() { b.done(b.n, e) })
+	}
+	return n, err
+}
+
+func (b *recordBody) Close() error {
+	err := b.rc.Close()
+	b.once.Do(func() { b.done(b.n, nil) })
+	return err
+}
+
+// isClientGone reports whether err only says that the client went away.
+func isClientGone(err error) bool {
+	return errors.Is(err, context.Canceled) || errors.Is(err, net.ErrClosed)
+}

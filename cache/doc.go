@@ -1,0 +1,93 @@
+// Package cache is the shared HTTP cache of every onioncdn tier: an
+// RFC 9111 cache that collapses concurrent misses into one upstream request
+// and streams the response to every waiting client as it downloads.
+//
+// # Overview
+//
+// A [Cache] is both an [http.Handler] (a caching reverse proxy for a tier)
+// and an [http.RoundTripper] (a caching client transport). Objects live in a
+// [Store]: [MemoryStore] in memory, or the disk store in
+// github.com/onioncdn/onioncdn/cache/diskstore. A [Policy] (the HLS policy
+// in github.com/onioncdn/onioncdn/hls) can normalise keys and override
+// lifetimes.
+//
+// The cache follows the shared-cache rules of RFC 9111, with RFC 5861
+// (stale-while-revalidate, stale-if-error) and RFC 9211 (Cache-Status):
+//
+//   - only responses a shared cache may store are stored: never no-store or
+//     private ones, responses to requests with Authorization only when
+//     public, s-maxage or must-revalidate allow it, never Set-Cookie unless
+//     [Cache.AllowSetCookie];
+//   - freshness from s-maxage, max-age, Expires or a Last-Modified
+//     heuristic; the current age goes out in Age on every cached response;
+//   - request directives max-age, max-stale, min-fresh, no-cache, no-store,
+//     only-if-cached (504 when nothing usable is stored) and Pragma:
+//     no-cache;
+//   - stale responses are revalidated with If-None-Match/If-Modified-Since;
+//     a 304 updates the stored header; clients' own conditionals are
+//     answered from the store;
+//   - Vary: each variant is stored under its own key behind a variant index
+//     of the resource; Vary: * is never served from the cache;
+//   - a successful POST, PUT, DELETE or PATCH invalidates the target and its
+//     same-origin Location and Content-Location;
+//   - HEAD is answered from a stored GET, Range (single and multiple
+//     ranges, If-Range) from a stored complete response.
+//
+// Request collapsing: while one upstream response for a key is being
+// stored (a "fill"), every other request for that key reads it from the
+// store's [Writer] as the bytes arrive, however many clients there are and
+// however late they come. The fill is detached from the client that started
+// it ([Cache.FillTimeout] bounds it), so that client hanging up does not
+// fail the others. If the upstream fails mid-body, nothing is stored and
+// every response already started is aborted (connection reset in handler
+// mode, a Read error in RoundTrip mode), never passed off as complete. A
+// response that may not be shared (private, Set-Cookie...) goes only to the
+// request that fetched it; the others go upstream themselves.
+//
+// Hits are copied straight from the store to the connection (with
+// sendfile(2) from the disk store): memory does not grow with object size
+// or with the number of clients.
+//
+// # Usage
+//
+// A tier in front of an upstream:
+//
+//	u, _ := url.Parse("http://127.0.0.1:18000")
+//	c := &cache.Cache{Upstream: u, Store: store, Name: "edge"}
+//	http.ListenAndServe("127.0.0.1:8080", c)
+//
+// On disk, with small objects also kept in memory (hits on them then cost
+// no file system calls; large ones go out with sendfile):
+//
+//	ds, err := diskstore.Open(dir, diskstore.Options{MaxBytes: 10 << 30})
+//	store := &cache.TieredStore{Slow: ds, Fast: &cache.MemoryStore{MaxBytes: 64 << 20}}
+//
+// A caching client:
+//
+//	client := &http.Client{Transport: &cache.Cache{Transport: upstreamTransport}}
+//
+// Every request produces a [Record] (method, path, status, bytes,
+// disposition, delivery and upstream time) for [Cache.OnRecord] and the
+// Logger; [Cache.Stats] returns counters. [Cache.Prefetch] fills an object
+// ahead of clients (the HLS warmer uses it). [Cache.Shutdown] waits for
+// fills in progress.
+//
+// # Security
+//
+// A shared cache can leak one user's response to another. This package
+// never stores responses marked private or carrying Set-Cookie (unless
+// AllowSetCookie is set, which links users), answers requests with
+// Authorization or Cache-Control: no-store without sharing them, and never
+// lets requests collapsed on a fill receive a response that could not be
+// stored. Origins must still mark personalised responses private: a cache
+// cannot guess them.
+//
+// Anonymity: requests going upstream lose hop-by-hop headers and every
+// header that identifies clients, tiers or circuits (X-Forwarded-*,
+// Forwarded, Via, X-Real-IP...), none is added, and Go's default User-Agent
+// is never sent. Cache-Status is off by default: Cache-Status and similar
+// headers tell an observer what is cached. Age is always sent, as RFC 9111
+// requires. Logs carry the path without query unless [Cache.LogQuery] is
+// set, and never client addresses or keys. [Cache.Partition] keeps sites
+// that share a cache from sharing entries.
+package cache

@@ -1,0 +1,203 @@
+package cache
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"sync"
+)
+
+// errFillAborted is wrapped by the error a reader of a fill gets when the
+// fill failed before the body was complete.
+var errFillAborted = errors.New("cache: upstream fill aborted")
+
+// A fill is one upstream response being written to the store while any
+// number of clients read it. The leader's body copy (fill.run) writes through
+// the Store's Writer and advances n; readers read [0, n) with Writer.ReadAt
+// and wait on wake for more. Readers never block the writer and the writer
+// never buffers for them: memory per reader is one copy buffer.
+type fill struct {
+	key     string      // store key the object is written under
+	status  int         // upstream status
+	header  http.Header // cleaned upstream header, as sent to clients; read-only
+	meta    *meta       // what is stored (header shared with header)
+	size    int64       // Content-Length, or -1 if unknown
+	varyKey string      // the variant this fill stores ("" if the response has no Vary)
+	w       Writer
+
+	mu     sync.Mutex
+	n      int64         // bytes written so far
+	done   bool          // body complete (n is final)
+	err    error         // set when the fill failed; readers abort
+	wake   chan struct{} // closed and replaced when n, done or err change
+	refs   int           // readers plus the writer goroutine
+	closed bool          // w closed
+}
+
+func newFill(key string, status int, h http.Header, m *meta, size int64, varyKey string, w Writer) *fill {
+	return &fill{
+		key: key, status: status, header: h, meta: m, size: size, varyKey: varyKey, w: w,
+		// One reference for the writer goroutine, one for the request that
+		// fetched the response (released by that request's reply).
+		wake: make(chan struct{}), refs: 2,
+	}
+}
+
+// acquire adds a reader reference. It reports false if the fill already
+// failed, in which case the caller must not read it.
+func (f *fill) acquire() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.err != nil || f.closed {
+		return false
+	}
+	f.refs++
+	return true
+}
+
+// release drops a reference; the last one closes the Writer.
+func (f *fill) release() {
+	f.mu.Lock()
+	f.refs--
+	last := f.refs == 0 && !f.closed
+	if last {
+		f.closed = true
+	}
+	f.mu.Unlock()
+	if last {
+		f.w.Close()
+	}
+}
+
+func (f *fill) notifyLocked() {
+	close(f.wake)
+	f.wake = make(chan struct{})
+}
+
+func (f *fill) advance(k int) {
+	f.mu.Lock()
+	f.n += int64(k)
+	f.notifyLocked()
+	f.mu.Unlock()
+}
+
+// finish marks the fill complete (err == nil) or failed.
+func (f *fill) finish(err error) {
+	f.mu.Lock()
+	if err != nil {
+		f.err = fmt.Errorf("%w: %w", errFillAborted, err)
+	} else {
+		f.done = true
+	}
+	f.notifyLocked()
+	f.mu.Unlock()
+}
+
+// wait blocks until the fill is complete or failed, or ctx is done.
+func (f *fill) wait(ctx context.Context) error {
+	for {
+		f.mu.Lock()
+		done, err, wake := f.done, f.err, f.wake
+		f.mu.Unlock()
+		if err != nil {
+			return err
+		}
+		if done {
+			return nil
+		}
+		select {
+		case <-wake:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// fillReader reads [off, end) of a fill's body as it arrives (end < 0: to
+// the end of the body). It returns an error wrapping errFillAborted if the
+// fill fails, and ctx.Err() if its reader's context ends while waiting.
+type fillReader struct {
+	f     *fill
+	ctx   context.Context
+	off   int64
+	end   int64
+	flush func()     // called before blocking, so buffered bytes reach the client
+	bufs  *sync.Pool // of *[]byte, for WriteTo
+}
+
+// WriteTo copies the rest of the range to w through a pooled buffer, so
+// that io.Copy (net/http, net.TCPConn) allocates none per response.
+func (r *fillReader) WriteTo(w io.Writer) (int64, error) {
+	bp := r.bufs.Get().(*[]byte)
+	defer r.bufs.Put(bp)
+	buf := *bp
+	var n int64
+	for {
+		k, err := r.Read(buf)
+		if k > 0 {
+			m, werr := w.Write(buf[:k])
+			n += int64(m)
+			if werr != nil {
+				return n, werr
+			}
+		}
+		if err == io.EOF {
+			return n, nil
+		}
+		if err != nil {
+			return n, err
+		}
+	}
+}
+
+func (r *fillReader) Read(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	for {
+		if r.end >= 0 && r.off >= r.end {
+			return 0, io.EOF
+		}
+		f := r.f
+		f.mu.Lock()
+		n, done, err, wake := f.n, f.done, f.err, f.wake
+		f.mu.Unlock()
+		if err != nil {
+			return 0, err
+		}
+		if r.off < n {
+			avail := n - r.off
+			if r.end >= 0 && r.end-r.off < avail {
+				avail = r.end - r.off
+			}
+			if int64(len(p)) > avail {
+				p = p[:avail]
+			}
+			k, rerr := f.w.ReadAt(p, r.off)
+			r.off += int64(k)
+			if k > 0 {
+				return k, nil
+			}
+			if rerr == nil || rerr == io.EOF {
+				rerr = io.ErrUnexpectedEOF
+			}
+			return 0, fmt.Errorf("cache: reading fill: %w", rerr)
+		}
+		if done {
+			if r.end >= 0 && r.off < r.end {
+				return 0, fmt.Errorf("%w: body shorter than expected", errFillAborted)
+			}
+			return 0, io.EOF
+		}
+		if r.flush != nil {
+			r.flush()
+		}
+		select {
+		case <-wake:
+		case <-r.ctx.Done():
+			return 0, r.ctx.Err()
+		}
+	}
+}

@@ -1,0 +1,59 @@
+// Package hls makes onioncdn tiers understand HLS video and gives
+// operators the tools to measure and warm their CDN.
+//
+// # Overview
+//
+// [Policy] is a [cache.Policy] for HLS: it classifies every upstream
+// response (master playlist, live or VOD media playlist, segment, init
+// section, LL-HLS part, key) by its content type, extension and, for
+// playlists, content (parsed with gohlslib; bytes pass through unchanged)
+// and gives it the TTL of draft-pantos-hls-rfc8216bis App. B.1: live
+// playlists half a target duration, LL-HLS blocking reloads six, segments
+// and VOD playlists a long time. Its [Policy.Key] keeps the LL-HLS delivery
+// directives (_HLS_msn, _HLS_part, _HLS_skip) in the cache key in a
+// canonical order and applies the operator's query rules to the rest.
+//
+// [Prefetcher] fills a tier's cache with the next segments of the
+// renditions clients are watching, through the cache's collapsing fill
+// path ([cache.Cache.Prefetch]).
+//
+// [Tester] simulates players (startup, stalls, per-segment delivery time ÷
+// duration, ABR, cache dispositions) and writes text, JSON and HTML/SVG
+// reports; [Warmer] fetches a presentation through a tier ahead of
+// viewers. The programs examples/streamtest and examples/warm wrap them.
+//
+// # Usage
+//
+// An edge tier with the HLS policy and prefetch:
+//
+//	pol := &hls.Policy{}
+//	c := &cache.Cache{Transport: tr, Policy: pol}
+//	pf := &hls.Prefetcher{Fetch: c.Prefetch}
+//	pol.OnMediaPlaylist = pf.ObservePlaylist
+//	c.OnRecord = pf.OnRecord
+//	http.Serve(ln, pf.Wrap(c))
+//
+// Measuring a stream through the CDN:
+//
+//	rep, err := (&hls.Tester{Players: 10}).Run(ctx, "http://edge.onion/master.m3u8")
+//	rep.WriteText(os.Stdout)
+//
+// By default the HLS TTLs override the origin's freshness headers
+// ([HLSFirst]); set [Policy.Precedence] to [OriginCacheControl] to let an
+// origin that sends max-age or s-maxage decide.
+//
+// # Security
+//
+// Keys (EXT-X-KEY URIs, and *.key) are never stored by a shared tier unless
+// the origin marks them Cache-Control: public, whatever the precedence:
+// a key behind authorisation must not reach another user. The policy can
+// only shorten or lengthen freshness; what a shared cache must never store
+// (private, no-store, Set-Cookie, Authorization) stays unstored. Dropping
+// query parameters from the cache key ([Policy.DropQuery]) makes requests
+// that differ only in them share one response: only drop parameters that
+// do not select content. Playlist parsing is bounded by
+// [Policy.MaxPlaylistBytes] and fuzzed; the remembered URIs and playlists
+// are bounded in number and length. Prefetch requests carry none of the
+// client's headers. The Tester and Warmer log and report URL paths only,
+// never query strings.
+package hls

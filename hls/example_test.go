@@ -1,0 +1,145 @@
+package hls_test
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/onioncdn/onioncdn/cache"
+	"github.com/onioncdn/onioncdn/hls"
+	"github.com/onioncdn/onioncdn/internal/hlstest"
+	"github.com/onioncdn/onioncdn/onion"
+)
+
+// The TTL table of the HLS policy.
+func ExamplePolicy_TTLFor() {
+	p := &hls.Policy{}
+	td := 4 * time.Second
+	for _, o := range []hls.Object{
+		{Kind: hls.KindMedia, Status: 200, Live: true, TargetDuration: td},
+		{Kind: hls.KindMedia, Status: 404, Live: true, TargetDuration: td},
+		{Kind: hls.KindMedia, Status: 200, Live: true, TargetDuration: td, Blocking: true},
+		{Kind: hls.KindMedia, Status: 404, Live: true, TargetDuration: td, Blocking: true},
+		{Kind: hls.KindMedia, Status: 200, Live: false},
+		{Kind: hls.KindSegment, Status: 200},
+		{Kind: hls.KindKey, Status: 200},
+	} {
+		d := p.TTLFor(o)
+		fmt.Printf("%-14s %d blocking=%-5v ttl=%v nostore=%v\n", o.Kind, o.Status, o.Blocking, d.TTL, d.NoStore)
+	}
+	// Output:
+	// media-playlist 200 blocking=false ttl=2s nostore=false
+	// media-playlist 404 blocking=false ttl=4s nostore=false
+	// media-playlist 200 blocking=true  ttl=24s nostore=false
+	// media-playlist 404 blocking=true  ttl=16s nostore=false
+	// media-playlist 200 blocking=false ttl=24h0m0s nostore=false
+	// segment        200 blocking=false ttl=24h0m0s nostore=false
+	// key            200 blocking=false ttl=0s nostore=true
+}
+
+// Cache keys keep the LL-HLS directives in canonical order.
+func ExamplePolicy_Key() {
+	p := &hls.Policy{DropQuery: []string{"session"}}
+	r := httptest.NewRequest(http.MethodGet, "http://edge.example/live/index.m3u8?session=42&_HLS_part=3&_HLS_msn=120", nil)
+	fmt.Println(p.Key(r))
+	// Output:
+	// http://edge.example/live/index.m3u8?_HLS_msn=120&_HLS_part=3
+}
+
+// An edge tier with the HLS policy and segment prefetch in front of an
+// origin: a client requesting segment 0 makes the edge fetch segments 1
+// and 2 in the background, so the client's next requests are hits.
+func ExamplePrefetcher() {
+	origin := httptest.NewServer(&hlstest.Origin{Segments: 4, Renditions: hlstest.DefaultRenditions[:1]})
+	defer origin.Close()
+	up, _ := url.Parse(origin.URL)
+
+	pol := &hls.Policy{}
+	edge := &cache.Cache{Upstream: up, Policy: pol, CacheStatus: true}
+	pf := &hls.Prefetcher{Fetch: edge.Prefetch}
+	pol.OnMediaPlaylist = pf.ObservePlaylist // learn the segment lists
+	edge.OnRecord = pf.OnRecord              // count prefetch hits
+	srv := httptest.NewServer(pf.Wrap(edge)) // trigger prefetches
+	defer srv.Close()
+	defer pf.Close()
+
+	get := func(path string) string {
+		resp, err := http.Get(srv.URL + path)
+		if err != nil {
+			return err.Error()
+		}
+		resp.Body.Close()
+		return hls.Disposition(resp.Header.Get("Cache-Status"))
+	}
+	get("/240p/index.m3u8")
+	get("/240p/seg0.ts")
+	// Wait for the two background prefetches.
+	for deadline := time.Now().Add(5 * time.Second); pf.Stats().Prefetched < 2 && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
+	fmt.Println("seg1:", get("/240p/seg1.ts"))
+	// The edge counts the hit once its response is complete.
+	for deadline := time.Now().Add(5 * time.Second); pf.Stats().Hits == 0 && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
+	fmt.Println("prefetch hits:", pf.Stats().Hits)
+	// Output:
+	// seg1: hit
+	// prefetch hits: 1
+}
+
+// Measuring a stream: three players against a synthetic origin. A VOD
+// session ends when its last segment is downloaded, so this takes well
+// under a second even in real time.
+func ExampleTester() {
+	origin := httptest.NewServer(&hlstest.Origin{Segments: 5})
+	defer origin.Close()
+	t := &hls.Tester{Players: 3, Rendition: 1}
+	rep, err := t.Run(context.Background(), origin.URL+"/master.m3u8")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	s := rep.Summary
+	fmt.Printf("players %d, segments %d, stalls %d, errors %d\n", s.Players, s.Segments, s.Stalls, s.Errors)
+	// Output:
+	// players 3, segments 15, stalls 0, errors 0
+}
+
+// Warming a tier: every rendition's playlist and segments, retrying
+// failures.
+func ExampleWarmer() {
+	origin := httptest.NewServer(&hlstest.Origin{Segments: 3})
+	defer origin.Close()
+	w := &hls.Warmer{Concurrency: 2, Select: func(v hls.Variant) bool { return strings.HasPrefix(v.Resolution, "854x") }}
+	rep, err := w.Warm(context.Background(), origin.URL+"/master.m3u8")
+	fmt.Println(rep.Objects, rep.Bytes, len(rep.Failures), err)
+	// Output:
+	// 5 750618 0 <nil>
+}
+
+// Testing an onion site through tor: each simulated viewer gets its own
+// circuit (tor's IsolateSOCKSAuth), as distinct Tor Browser users would.
+// Compile-only: it needs a running tor.
+func ExampleTester_tor() {
+	t := &hls.Tester{
+		Players:       5,
+		StartInterval: 2 * time.Second,
+		ClientFor: func(player int) *http.Client {
+			d := &onion.Dialer{SocksAddr: "127.0.0.1:9050", Isolation: onion.NewIsolationTag()}
+			return &http.Client{Transport: &http.Transport{DialContext: d.DialContext}}
+		},
+	}
+	rep, err := t.Run(context.Background(), "http://exampleonionaddressxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx.onion/master.m3u8")
+	if err != nil {
+		fmt.Println(err)
+	}
+	if rep != nil {
+		rep.WriteText(os.Stdout)
+	}
+}
