@@ -503,7 +503,7 @@ func (p *player) try(ctx context.Context, u string, st *SegmentStat) ([]byte, *u
 	if err != nil {
 		return nil, nil, err
 	}
-	return body, req.URL, nil
+	return body, resp.Request.URL, nil
 }
 
 // newRequest builds a GET for u; with a Host override, absolute URIs naming

@@ -238,3 +238,27 @@ func TestTesterCancelKeepsPartialReport(t *testing.T) {
 		t.Fatalf("err %v, report %+v", err, rep)
 	}
 }
+
+// A player that was redirected (by a route.Router) keeps fetching from where
+// it landed: relative playlist and segment URIs resolve against the final
+// URL, so the redirector sees only the first request.
+func TestTesterFollowsRedirectOnce(t *testing.T) {
+	srv := httptest.NewServer(&hlstest.Origin{Segments: 4})
+	t.Cleanup(srv.Close)
+	var redirected atomic.Int32
+	router := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		redirected.Add(1)
+		http.Redirect(w, r, srv.URL+r.URL.RequestURI(), http.StatusFound)
+	}))
+	t.Cleanup(router.Close)
+	rep, err := (&Tester{Rendition: 1, Speed: 50}).Run(t.Context(), router.URL+"/master.m3u8")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := rep.Players[0]; len(p.Segments) != 4 || p.Errors != 0 {
+		t.Fatalf("segments %d, errors %d", len(p.Segments), p.Errors)
+	}
+	if n := redirected.Load(); n != 1 {
+		t.Errorf("router saw %d requests, want 1 (the master playlist)", n)
+	}
+}

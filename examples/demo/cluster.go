@@ -1,0 +1,677 @@
+package main
+
+import (
+	"context"
+	"crypto/ed25519"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/onioncdn/onioncdn/cache"
+	"github.com/onioncdn/onioncdn/internal/hlstest"
+	"github.com/onioncdn/onioncdn/internal/origin"
+	"github.com/onioncdn/onioncdn/internal/tier"
+	"github.com/onioncdn/onioncdn/internal/tornet"
+	"github.com/onioncdn/onioncdn/onion"
+	"github.com/onioncdn/onioncdn/route"
+)
+
+// clusterConfig says how to build the CDN.
+type clusterConfig struct {
+	// Tor runs every tier on onion services of a private Tor network;
+	// otherwise on loopback TCP.
+	Tor bool
+	// Network, if set with Tor, is used instead of booting one (tests).
+	Network *tornet.Network
+	// ContentDir, if set, is served by the origin as is; otherwise a
+	// synthetic presentation of Segments × SegmentDuration is generated.
+	ContentDir      string
+	Segments        int
+	SegmentDuration time.Duration
+	// EdgeOnions gives each edge a second onion service of its own (in
+	// addition to the shared one), so a client can reach a chosen edge.
+	EdgeOnions bool
+	// Watchdog is the probe interval of the edges' watchdogs (Tor only).
+	// If zero, 10 s.
+	Watchdog time.Duration
+	// ReportInterval is the agents' report interval. If zero, 2 s.
+	ReportInterval time.Duration
+	// ExtraGroups are added to the router's configuration after the
+	// edges' group (tests: a group that never reports).
+	ExtraGroups []route.Group
+	// WrapEdgeTransport, if set, wraps each edge's upstream transport.
+	WrapEdgeTransport func(edge string, rt http.RoundTripper) http.RoundTripper
+	// Out receives the phase narrative; Log the components' logs.
+	Out io.Writer
+	Log *slog.Logger
+}
+
+// edgeNode is one edge: its tier, its tor (Tor mode) and its listeners.
+type edgeNode struct {
+	name   string
+	tier   *tier.Tier
+	tor    *onion.Server
+	shared *onion.Listener // the group's shared onion (Tor mode)
+	own    *onion.Listener // its own onion (EdgeOnions)
+	tcp    net.Listener    // TCP mode
+	rec    *recorder
+}
+
+// ownURL is the URL that reaches this edge only (EdgeOnions or TCP mode).
+func (e *edgeNode) ownURL() string {
+	if e.own != nil {
+		return "http://" + e.own.Onion()
+	}
+	if e.tcp != nil {
+		return "http://" + e.tcp.Addr().String()
+	}
+	return ""
+}
+
+// cluster is a running CDN: origin → midtier → two edges sharing one
+// address → router.
+type cluster struct {
+	cfg     clusterConfig
+	dir     string
+	net     *tornet.Network
+	ownNet  bool
+	origin  *http.Server
+	originU string
+
+	mid     *tier.Running
+	midRec  *recorder
+	midStop context.CancelFunc
+	midDone chan error
+
+	edges     []*edgeNode
+	sharedURL string // the group's address (onion, or the TCP front)
+	front     *rrFront
+
+	router     *route.Router
+	routerTor  *onion.Server
+	routerSrv  *http.Server
+	routerURL  string
+	routerPIDs []int
+
+	pids []int // tor processes started, for the final check
+
+	closeOnce sync.Once
+}
+
+func (c *cluster) say(format string, args ...any) {
+	fmt.Fprintf(c.cfg.Out, "    "+format+"\n", args...)
+}
+
+// phase prints a numbered phase, runs f and prints its duration.
+func phase(out io.Writer, name string, f func() error) error {
+	fmt.Fprintf(out, "==> %s\n", name)
+	start := time.Now()
+	err := f()
+	if err != nil {
+		fmt.Fprintf(out, "    FAILED after %v: %v\n", time.Since(start).Round(time.Millisecond), err)
+		return err
+	}
+	fmt.Fprintf(out, "    done in %v\n", time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+// startCluster builds the CDN phase by phase. It always returns a
+// cluster, also with an error: Close it to stop what was started.
+func startCluster(ctx context.Context, cfg clusterConfig) (c *cluster, err error) {
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Out == nil {
+		cfg.Out = io.Discard
+	}
+	c = &cluster{cfg: cfg}
+	if c.dir, err = os.MkdirTemp("", "onioncdn-demo-"); err != nil {
+		return c, err
+	}
+	out := cfg.Out
+
+	if err := phase(out, "origin: serve HLS content on loopback TCP", c.startOrigin); err != nil {
+		return c, err
+	}
+	if cfg.Tor {
+		if err := phase(out, "tor: boot the private Tor network (5 authorities/relays + a client)", func() error { return c.startNetwork(ctx) }); err != nil {
+			return c, err
+		}
+	}
+	mode := "onion service"
+	if !cfg.Tor {
+		mode = "TCP listener"
+	}
+	if err := phase(out, "midtier: "+mode+" → disk cache → warm pool to the origin", func() error { return c.startMidtier(ctx) }); err != nil {
+		return c, err
+	}
+	if err := phase(out, "router: its own "+mode+", one edge group of two edges", func() error { return c.startRouter(ctx) }); err != nil {
+		return c, err
+	}
+	for i, name := range []string{"edge-a", "edge-b"} {
+		shared := "shared onion key"
+		if !cfg.Tor {
+			shared = "TCP listener behind the front"
+		}
+		if err := phase(out, name+": "+shared+" → disk cache + HLS policy + prefetch → warm pool to the midtier; agent → router", func() error {
+			return c.startEdge(ctx, name, i)
+		}); err != nil {
+			return c, err
+		}
+	}
+	if err := phase(out, "wait for the edges' load reports to reach the router", func() error { return c.waitReports(ctx) }); err != nil {
+		return c, err
+	}
+	return c, nil
+}
+
+func (c *cluster) startOrigin() error {
+	dir := c.cfg.ContentDir
+	if dir == "" {
+		dir = filepath.Join(c.dir, "origin")
+		o := &hlstest.Origin{Segments: c.cfg.Segments, SegmentDuration: c.cfg.SegmentDuration}
+		files, size, err := tier.WriteHLS(dir, o)
+		if err != nil {
+			return err
+		}
+		c.say("generated a synthetic HLS presentation: 240p/480p/720p, %d × %v segments, %d files, %.1f MB",
+			c.cfg.Segments, c.cfg.SegmentDuration, files, float64(size)/1e6)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	c.originU = "http://" + ln.Addr().String()
+	c.origin = tier.ServeHandler(ln, &origin.Handler{FS: os.DirFS(dir), Logger: c.cfg.Log.With("tier", "origin")}, c.cfg.Log)
+	c.say("origin at %s (not an onion: only the midtier reaches it)", c.originU)
+	return nil
+}
+
+func (c *cluster) startNetwork(ctx context.Context) error {
+	if c.cfg.Network != nil {
+		c.net = c.cfg.Network
+		c.say("using the given network, SOCKS %s", c.net.SocksAddr())
+		return nil
+	}
+	n, err := tornet.Start(ctx, tornet.Config{Dir: filepath.Join(c.dir, "tornet"), Logger: c.cfg.Log.With("part", "tornet")})
+	if err != nil {
+		return err
+	}
+	c.net, c.ownNet = n, true
+	c.pids = append(c.pids, n.PIDs()...)
+	c.say("network up: %d tor processes (PIDs %v), client SOCKS %s", len(n.PIDs()), n.PIDs(), n.SocksAddr())
+	return nil
+}
+
+func (c *cluster) torrc() []string {
+	if c.net == nil {
+		return nil
+	}
+	return c.net.TorrcLines()
+}
+
+func (c *cluster) startMidtier(ctx context.Context) error {
+	c.midRec = newRecorder()
+	p := &tier.Program{
+		Name:            "midtier",
+		Upstream:        c.originU,
+		CacheDir:        filepath.Join(c.dir, "midtier-cache"),
+		NoSync:          true,
+		CacheStatus:     true,
+		HLS:             true,
+		Port:            80,
+		LogFormat:       "text",
+		LogLevel:        "info",
+		ShutdownTimeout: 10 * time.Second,
+		TorrcLines:      c.torrc(),
+	}
+	if c.cfg.Tor {
+		p.KeyFile = filepath.Join(c.dir, "midtier.key")
+		p.TorDataDir = filepath.Join(c.dir, "midtier-tor")
+	} else {
+		p.Listen = "127.0.0.1:0"
+	}
+	mctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	c.midStop, c.midDone = cancel, make(chan error, 1)
+	ready := make(chan *tier.Running, 1)
+	go func() {
+		c.midDone <- p.Run(mctx, indent{c.cfg.Out}, c.cfg.Log.With("tier", "midtier"), func(r *tier.Running) { ready <- r })
+	}()
+	select {
+	case r := <-ready:
+		c.mid = r
+		r.Tier.Cache.OnRecord = chainRecord(r.Tier.Cache.OnRecord, c.midRec.add)
+		if r.Tor != nil {
+			c.pids = append(c.pids, r.Tor.TorPID())
+		}
+		return nil
+	case err := <-c.midDone:
+		c.midDone <- err
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func chainRecord(hooks ...func(*http.Request, cache.Record)) func(*http.Request, cache.Record) {
+	return func(r *http.Request, rec cache.Record) {
+		for _, h := range hooks {
+			if h != nil {
+				h(r, rec)
+			}
+		}
+	}
+}
+
+// sharedKey is the key both edges publish; groupOnion its address.
+func (c *cluster) sharedKeyFile() string { return filepath.Join(c.dir, "edge-group.key") }
+
+func (c *cluster) startRouter(ctx context.Context) error {
+	// The group's address must be known before the edges start: in Tor
+	// mode it is the shared key's onion, in TCP mode a local round-robin
+	// front standing in for the shared onion.
+	if c.cfg.Tor {
+		k, _, err := tier.LoadOrCreateOnionKey(c.sharedKeyFile())
+		if err != nil {
+			return err
+		}
+		c.sharedURL = "http://" + k.Address()
+		c.say("edge group key %s → %s", filepath.Base(c.sharedKeyFile()), k.Address())
+	} else {
+		f, err := newRRFront()
+		if err != nil {
+			return err
+		}
+		c.front = f
+		c.sharedURL = "http://" + f.Addr()
+		c.say("TCP mode: the edges' shared address is a local round-robin front at %s (stands in for the shared onion key)", f.Addr())
+	}
+	c.router = &route.Router{
+		Groups:        []route.Group{{ID: "group-1", Onion: strings.TrimPrefix(c.sharedURL, "http://")}},
+		AllowNonOnion: !c.cfg.Tor,
+		StaleAfter:    5 * c.reportInterval(),
+		Logger:        c.cfg.Log.With("tier", "router"),
+	}
+	c.router.Groups = append(c.router.Groups, c.cfg.ExtraGroups...)
+	// Agent keys: one per edge; the router holds the public halves.
+	for _, name := range []string{"edge-a", "edge-b"} {
+		key, _, err := tier.LoadOrCreateSigningKey(filepath.Join(c.dir, name+"-agent.pem"))
+		if err != nil {
+			return err
+		}
+		c.router.Groups[0].Edges = append(c.router.Groups[0].Edges, route.Edge{ID: name, PublicKey: key.Public().(ed25519.PublicKey)})
+	}
+	var ln net.Listener
+	if c.cfg.Tor {
+		srv, err := tier.StartTor(ctx, tier.TorConfig{DataDir: filepath.Join(c.dir, "router-tor"), ExtraTorrc: c.torrc(), Logger: c.cfg.Log.With("part", "router-tor")})
+		if err != nil {
+			return err
+		}
+		c.routerTor = srv
+		c.pids = append(c.pids, srv.TorPID())
+		ol, _, err := tier.Publish(ctx, srv, tier.PublishConfig{KeyFile: filepath.Join(c.dir, "router.key")})
+		if err != nil {
+			return err
+		}
+		ln, c.routerURL = ol, "http://"+ol.Onion()
+	} else {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return err
+		}
+		ln, c.routerURL = l, "http://"+l.Addr().String()
+	}
+	c.routerSrv = tier.ServeHandler(ln, c.router, c.cfg.Log)
+	c.say("router at %s → group-1 at %s", c.routerURL, c.sharedURL)
+	return nil
+}
+
+func (c *cluster) reportInterval() time.Duration {
+	if c.cfg.ReportInterval > 0 {
+		return c.cfg.ReportInterval
+	}
+	return 2 * time.Second
+}
+
+func (c *cluster) startEdge(ctx context.Context, name string, i int) error {
+	e := &edgeNode{name: name, rec: newRecorder()}
+	c.edges = append(c.edges, e)
+	key, _, err := tier.LoadOrCreateSigningKey(filepath.Join(c.dir, name+"-agent.pem"))
+	if err != nil {
+		return err
+	}
+	cfg := tier.Config{
+		Name:        name,
+		Upstreams:   []string{c.mid.Address},
+		CacheDir:    filepath.Join(c.dir, name+"-cache"),
+		NoSync:      true,
+		CacheStatus: true, // demo only: tells which edge served a response
+		HLS:         true,
+		MinIdle:     2,
+		OnRecord:    e.rec.add,
+		Logger:      c.cfg.Log.With("tier", name),
+		Agent: &route.Agent{
+			URL: c.routerURL + route.DefaultReportPath, Group: "group-1", Edge: name, Key: key,
+			Interval: c.reportInterval(),
+		},
+	}
+	if c.cfg.WrapEdgeTransport != nil {
+		cfg.WrapTransport = func(rt http.RoundTripper) http.RoundTripper { return c.cfg.WrapEdgeTransport(name, rt) }
+	}
+	if c.cfg.Tor {
+		start := time.Now()
+		srv, err := tier.StartTor(ctx, tier.TorConfig{DataDir: filepath.Join(c.dir, name+"-tor"), ExtraTorrc: c.torrc(), Logger: c.cfg.Log.With("part", name+"-tor")})
+		if err != nil {
+			return err
+		}
+		e.tor = srv
+		c.pids = append(c.pids, srv.TorPID())
+		c.say("%s: tor up, pid %d (%v)", name, srv.TorPID(), time.Since(start).Round(time.Millisecond))
+		d := srv.Dialer()
+		cfg.DialIsolated = d.DialIsolated
+		cfg.KeepAliveInterval = time.Minute
+		cfg.Agent.Client = &http.Client{Timeout: time.Minute, Transport: &http.Transport{
+			DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+				return d.DialIsolated(ctx, network, addr, name+"-agent")
+			}}}
+	}
+	if e.tier, err = tier.New(cfg); err != nil {
+		return err
+	}
+	wctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	err = e.tier.Warm(wctx)
+	cancel()
+	if err != nil {
+		return fmt.Errorf("%s: warming the pool to the midtier: %w", name, err)
+	}
+	st := e.tier.Transport.Stats().Upstreams[0]
+	c.say("%s: warm pool to the midtier ready: %d idle connections", name, st.Idle)
+	if c.cfg.Tor {
+		start := time.Now()
+		wd := c.cfg.Watchdog
+		if wd == 0 {
+			wd = 10 * time.Second
+		}
+		ol, _, err := tier.Publish(ctx, e.tor, tier.PublishConfig{KeyFile: c.sharedKeyFile(),
+			Watchdog: &onion.Watchdog{Interval: wd, Failures: 2, Jitter: wd / 4, Timeout: 2 * wd}})
+		if err != nil {
+			return err
+		}
+		e.shared = ol
+		go e.tier.Serve(ol)
+		c.say("%s: published the shared onion %s (%v); watchdog every %v", name, ol.Onion(), time.Since(start).Round(time.Millisecond), wd)
+		if c.cfg.EdgeOnions {
+			own, _, err := tier.Publish(ctx, e.tor, tier.PublishConfig{})
+			if err != nil {
+				return err
+			}
+			e.own = own
+			go e.tier.Serve(own)
+			c.say("%s: own onion %s", name, own.Onion())
+		}
+	} else {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return err
+		}
+		e.tcp = l
+		go e.tier.Serve(l)
+		c.front.add(l.Addr().String())
+		c.say("%s: listening on %s behind the front", name, l.Addr())
+	}
+	return nil
+}
+
+func (c *cluster) waitReports(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
+	defer cancel()
+	for {
+		st, err := c.router.Stats()
+		if err != nil {
+			return err
+		}
+		if st.Groups[0].Healthy && st.Reports.Accepted >= uint64(len(c.edges)) {
+			c.say("router: group-1 healthy, %d reports accepted", st.Reports.Accepted)
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("no report reached the router: %w", ctx.Err())
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// client returns an HTTP client for one simulated viewer: through the
+// network's SOCKS port on its own circuit (Tor mode), or direct.
+func (c *cluster) client(tag string) *http.Client {
+	tr := &http.Transport{MaxIdleConnsPerHost: 4, DisableCompression: true}
+	if c.net != nil {
+		d := &onion.Dialer{SocksAddr: c.net.SocksAddr(), Timeout: time.Minute}
+		tr.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+			return d.DialIsolated(ctx, network, addr, tag)
+		}
+	}
+	return &http.Client{Transport: tr, Timeout: 2 * time.Minute}
+}
+
+// Close stops everything in order: edges (agents first), router, midtier,
+// origin, then the tor processes, and returns the PIDs of tor processes
+// still running afterwards (none, normally).
+func (c *cluster) Close() (left []int) {
+	c.closeOnce.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		var wg sync.WaitGroup
+		for _, e := range c.edges {
+			wg.Go(func() {
+				if e.tier != nil {
+					e.tier.Shutdown(ctx)
+				}
+				if e.tor != nil {
+					e.tor.Close()
+				}
+			})
+		}
+		wg.Wait()
+		if c.front != nil {
+			c.front.Close()
+		}
+		if c.routerSrv != nil {
+			c.routerSrv.Shutdown(ctx)
+		}
+		if c.routerTor != nil {
+			c.routerTor.Close()
+		}
+		if c.midStop != nil {
+			c.midStop()
+			select {
+			case <-c.midDone:
+			case <-ctx.Done():
+			}
+		}
+		if c.origin != nil {
+			c.origin.Shutdown(ctx)
+		}
+		if c.ownNet && c.net != nil {
+			c.net.Close()
+		}
+		left = tier.WaitGone(c.pids, 15*time.Second)
+		if c.dir != "" {
+			os.RemoveAll(c.dir)
+		}
+	})
+	return left
+}
+
+// recorder keeps the delivery times of a tier's client requests.
+type recorder struct {
+	mu   sync.Mutex
+	byD  map[string][]time.Duration
+	all  []time.Duration
+	segs int
+}
+
+func newRecorder() *recorder { return &recorder{byD: map[string][]time.Duration{}} }
+
+func (r *recorder) add(_ *http.Request, rec cache.Record) {
+	if rec.Prefetch {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	d := string(rec.Disposition)
+	r.byD[d] = append(r.byD[d], rec.Delivery)
+	r.all = append(r.all, rec.Delivery)
+}
+
+// count returns the number of client requests recorded with disposition d.
+func (r *recorder) count(d string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.byD[d])
+}
+
+// percentiles returns p50, p95 and max of ds.
+func percentiles(ds []time.Duration) (p50, p95, mx time.Duration) {
+	if len(ds) == 0 {
+		return 0, 0, 0
+	}
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	at := func(q float64) time.Duration { return s[min(len(s)-1, int(q*float64(len(s))))] }
+	return at(0.5), at(0.95), s[len(s)-1]
+}
+
+func (r *recorder) summary() (total int, byD map[string]int, p50, p95, mx time.Duration) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	byD = map[string]int{}
+	for k, v := range r.byD {
+		byD[k] = len(v)
+	}
+	p50, p95, mx = percentiles(r.all)
+	return len(r.all), byD, p50, p95, mx
+}
+
+func sortedKeys(m map[string]int) []string {
+	ks := make([]string, 0, len(m))
+	for k := range m {
+		ks = append(ks, k)
+	}
+	sort.Strings(ks)
+	return ks
+}
+
+// indent prefixes every line written through it.
+type indent struct{ w io.Writer }
+
+func (i indent) Write(p []byte) (int, error) {
+	s := strings.TrimRight(string(p), "\n")
+	for _, line := range strings.Split(s, "\n") {
+		fmt.Fprintf(i.w, "    %s\n", line)
+	}
+	return len(p), nil
+}
+
+// rrFront is the TCP-mode stand-in for a shared onion address: it passes
+// each connection to the next edge in turn.
+type rrFront struct {
+	ln    net.Listener
+	mu    sync.Mutex
+	backs []string
+	next  int
+	wg    sync.WaitGroup
+	conns map[net.Conn]struct{}
+}
+
+func newRRFront() (*rrFront, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	f := &rrFront{ln: ln, conns: map[net.Conn]struct{}{}}
+	f.wg.Go(f.loop)
+	return f, nil
+}
+
+func (f *rrFront) Addr() string { return f.ln.Addr().String() }
+
+func (f *rrFront) add(addr string) {
+	f.mu.Lock()
+	f.backs = append(f.backs, addr)
+	f.mu.Unlock()
+}
+
+func (f *rrFront) track(c net.Conn, on bool) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if on {
+		if f.conns == nil {
+			return false
+		}
+		f.conns[c] = struct{}{}
+	} else if f.conns != nil {
+		delete(f.conns, c)
+	}
+	return true
+}
+
+func (f *rrFront) loop() {
+	for {
+		c, err := f.ln.Accept()
+		if err != nil {
+			return
+		}
+		f.mu.Lock()
+		if len(f.backs) == 0 {
+			f.mu.Unlock()
+			c.Close()
+			continue
+		}
+		back := f.backs[f.next%len(f.backs)]
+		f.next++
+		f.mu.Unlock()
+		f.wg.Go(func() { f.pipe(c, back) })
+	}
+}
+
+func (f *rrFront) pipe(c net.Conn, back string) {
+	defer c.Close()
+	b, err := net.DialTimeout("tcp", back, 10*time.Second)
+	if err != nil {
+		return
+	}
+	defer b.Close()
+	if !f.track(c, true) || !f.track(b, true) {
+		return
+	}
+	defer f.track(c, false)
+	defer f.track(b, false)
+	done := make(chan struct{}, 2)
+	go func() { io.Copy(b, c); b.(*net.TCPConn).CloseWrite(); done <- struct{}{} }()
+	go func() { io.Copy(c, b); c.(*net.TCPConn).CloseWrite(); done <- struct{}{} }()
+	<-done
+	<-done
+}
+
+func (f *rrFront) Close() error {
+	err := f.ln.Close()
+	f.mu.Lock()
+	for c := range f.conns {
+		c.Close()
+	}
+	f.conns = nil
+	f.mu.Unlock()
+	f.wg.Wait()
+	return err
+}

@@ -1,0 +1,400 @@
+package metrics
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/onioncdn/onioncdn/cache"
+	"github.com/onioncdn/onioncdn/hls"
+	"github.com/onioncdn/onioncdn/onion"
+	"github.com/onioncdn/onioncdn/route"
+	"github.com/onioncdn/onioncdn/upstream"
+	"github.com/onioncdn/onioncdn/upstream/integrity"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+const namespace = "onioncdn"
+
+// metric is one value of a snapshot collector.
+type metric struct {
+	desc  *prometheus.Desc
+	typ   prometheus.ValueType
+	value float64
+	label []string
+}
+
+// snapshotCollector describes a fixed set of descriptors and, when
+// collected, reads one snapshot and emits its values.
+type snapshotCollector struct {
+	descs   []*prometheus.Desc
+	collect func() []metric
+}
+
+func (s *snapshotCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range s.descs {
+		ch <- d
+	}
+}
+
+func (s *snapshotCollector) Collect(ch chan<- prometheus.Metric) {
+	for _, m := range s.collect() {
+		ch <- prometheus.MustNewConstMetric(m.desc, m.typ, m.value, m.label...)
+	}
+}
+
+// descs builds descriptors with a constant tier label (if tier is not
+// empty) and remembers them for Describe.
+type descs struct {
+	tier string
+	all  []*prometheus.Desc
+}
+
+func (d *descs) new(subsystem, name, help string, labels ...string) *prometheus.Desc {
+	var cl prometheus.Labels
+	if d.tier != "" {
+		cl = prometheus.Labels{"tier": d.tier}
+	}
+	desc := prometheus.NewDesc(prometheus.BuildFQName(namespace, subsystem, name), help, labels, cl)
+	d.all = append(d.all, desc)
+	return desc
+}
+
+func counter(d *prometheus.Desc, v uint64, labels ...string) metric {
+	return metric{desc: d, typ: prometheus.CounterValue, value: float64(v), label: labels}
+}
+
+func gauge(d *prometheus.Desc, v float64, labels ...string) metric {
+	return metric{desc: d, typ: prometheus.GaugeValue, value: v, label: labels}
+}
+
+func boolValue(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// Cache returns a collector of c's counters, labelled tier=tier:
+// onioncdn_cache_requests_total{disposition} (hit, miss, collapsed,
+// revalidated, stale, uncacheable, passed), onioncdn_cache_prefetched_total,
+// onioncdn_cache_bytes_served_total, onioncdn_cache_bytes_fetched_total,
+// onioncdn_cache_errors_total and onioncdn_cache_invalidated_total.
+func Cache(tier string, c interface{ Stats() cache.Stats }) prometheus.Collector {
+	d := &descs{tier: tier}
+	req := d.new("cache", "requests_total", "Requests handled by the cache, by disposition.", "disposition")
+	pre := d.new("cache", "prefetched_total", "Prefetches that started or joined a fill.")
+	served := d.new("cache", "bytes_served_total", "Body bytes written to clients.")
+	fetched := d.new("cache", "bytes_fetched_total", "Body bytes of upstream responses written to the store.")
+	errs := d.new("cache", "errors_total", "Upstream failures, aborted responses and store errors.")
+	inval := d.new("cache", "invalidated_total", "Stored entries removed by unsafe methods.")
+	return &snapshotCollector{descs: d.all, collect: func() []metric {
+		s := c.Stats()
+		return []metric{
+			counter(req, s.Hits, "hit"),
+			counter(req, s.Misses, "miss"),
+			counter(req, s.Collapsed, "collapsed"),
+			counter(req, s.Revalidated, "revalidated"),
+			counter(req, s.StaleServed, "stale"),
+			counter(req, s.Uncacheable, "uncacheable"),
+			counter(req, s.Passed, "passed"),
+			counter(pre, s.Prefetched),
+			counter(served, s.BytesServed),
+			counter(fetched, s.BytesFetched),
+			counter(errs, s.Errors),
+			counter(inval, s.Invalidated),
+		}
+	}}
+}
+
+// Upstream returns a collector of t's per-upstream counters, labelled
+// tier=tier and upstream=<configured base URL>: onioncdn_upstream_healthy,
+// _dials_total, _dial_failures_total, _requests_total{conn="reused"|"new"},
+// _cold_dials_total, _in_flight, _failures_total, _retries_total,
+// _idle_conns, _open_conns, _peer_closed_total, _keepalives_total and
+// _probes_total.
+func Upstream(tier string, t interface{ Stats() upstream.Stats }) prometheus.Collector {
+	d := &descs{tier: tier}
+	healthy := d.new("upstream", "healthy", "1 if the upstream had no failure since its last success.", "upstream")
+	dials := d.new("upstream", "dials_total", "Connections dialled successfully.", "upstream")
+	dialFail := d.new("upstream", "dial_failures_total", "Failed dials, including timeouts.", "upstream")
+	reqs := d.new("upstream", "requests_total", "Requests sent, by whether their connection was reused.", "upstream", "conn")
+	cold := d.new("upstream", "cold_dials_total", "Requests that found no idle connection and started a dial.", "upstream")
+	inflight := d.new("upstream", "in_flight", "Requests sent and not finished.", "upstream")
+	fails := d.new("upstream", "failures_total", "Failed attempts: dial, timeout, connection or 5xx.", "upstream")
+	retries := d.new("upstream", "retries_total", "Requests retried on another upstream after failing here.", "upstream")
+	idle := d.new("upstream", "idle_conns", "Idle pooled connections.", "upstream")
+	open := d.new("upstream", "open_conns", "Open connections, idle and in use.", "upstream")
+	closed := d.new("upstream", "peer_closed_total", "Pooled connections found closed by the far side.", "upstream")
+	ka := d.new("upstream", "keepalives_total", "Keep-alive requests sent.", "upstream")
+	probes := d.new("upstream", "probes_total", "Active health probes sent.", "upstream")
+	return &snapshotCollector{descs: d.all, collect: func() []metric {
+		var ms []metric
+		for _, u := range t.Stats().Upstreams {
+			ms = append(ms,
+				gauge(healthy, boolValue(u.Healthy), u.URL),
+				counter(dials, u.Dials, u.URL),
+				counter(dialFail, u.DialFailures, u.URL),
+				counter(reqs, u.Reused, u.URL, "reused"),
+				counter(reqs, u.New, u.URL, "new"),
+				counter(cold, u.ColdDials, u.URL),
+				gauge(inflight, float64(u.InFlight), u.URL),
+				counter(fails, u.Failures, u.URL),
+				counter(retries, u.Retries, u.URL),
+				gauge(idle, float64(u.Idle), u.URL),
+				gauge(open, float64(u.Open), u.URL),
+				counter(closed, u.PeerClosed, u.URL),
+				counter(ka, u.KeepAlives, u.URL),
+				counter(probes, u.Probes, u.URL),
+			)
+		}
+		return ms
+	}}
+}
+
+// Router returns a collector of rt's counters and group states:
+// onioncdn_router_redirects_total, _sticky_hits_total, _sticky_moved_total,
+// _cookies_issued_total, _sticky_entries, _no_healthy_total,
+// _bad_requests_total, _reports_total{outcome}, and per group
+// _group_healthy, _group_score, _group_active, _group_bytes_per_second,
+// _group_hit_ratio and _group_redirects_total. A router whose
+// configuration is invalid exports nothing.
+func Router(rt interface{ Stats() (route.Stats, error) }) prometheus.Collector {
+	d := &descs{}
+	redirects := d.new("router", "redirects_total", "Requests redirected to a group.")
+	stickyHits := d.new("router", "sticky_hits_total", "Redirects that followed a sticky cookie.")
+	moved := d.new("router", "sticky_moved_total", "Sticky clients moved because their group was no longer a candidate.")
+	cookies := d.new("router", "cookies_issued_total", "Sticky cookies set.")
+	entries := d.new("router", "sticky_entries", "Sticky mappings held.")
+	noHealthy := d.new("router", "no_healthy_total", "Requests that found no healthy group.")
+	bad := d.new("router", "bad_requests_total", "Requests answered 400 or 414.")
+	reports := d.new("router", "reports_total", "Load reports received, by outcome.", "outcome")
+	gHealthy := d.new("router", "group_healthy", "1 if the group is a routing candidate.", "group")
+	gScore := d.new("router", "group_score", "The group's load score (lower is better).", "group")
+	gActive := d.new("router", "group_active", "Requests in flight reported by the group's edges.", "group")
+	gBps := d.new("router", "group_bytes_per_second", "Response bytes per second reported by the group's edges.", "group")
+	gHit := d.new("router", "group_hit_ratio", "Mean cache hit ratio reported by the group's edges.", "group")
+	gRedirects := d.new("router", "group_redirects_total", "Clients sent to the group.", "group")
+	return &snapshotCollector{descs: d.all, collect: func() []metric {
+		s, err := rt.Stats()
+		if err != nil {
+			return nil
+		}
+		r := s.Reports
+		ms := []metric{
+			counter(redirects, s.Redirects),
+			counter(stickyHits, s.StickyHits),
+			counter(moved, s.StickyMoved),
+			counter(cookies, s.CookiesIssued),
+			gauge(entries, float64(s.StickyEntries)),
+			counter(noHealthy, s.NoHealthy),
+			counter(bad, s.BadRequests),
+			counter(reports, r.Accepted, "accepted"),
+			counter(reports, r.Unsigned, "unsigned"),
+			counter(reports, r.BadSignature, "bad_signature"),
+			counter(reports, r.UnknownEdge, "unknown_edge"),
+			counter(reports, r.Stale, "stale"),
+			counter(reports, r.Replayed, "replayed"),
+			counter(reports, r.Malformed, "malformed"),
+			counter(reports, r.Oversized, "oversized"),
+			counter(reports, r.BadMethod, "bad_method"),
+			counter(reports, r.RateLimited, "rate_limited"),
+		}
+		for _, g := range s.Groups {
+			ms = append(ms,
+				gauge(gHealthy, boolValue(g.Healthy), g.ID),
+				gauge(gScore, g.Score, g.ID),
+				gauge(gActive, float64(g.Load.Active), g.ID),
+				gauge(gBps, g.Load.BytesPerSecond, g.ID),
+				gauge(gHit, g.Load.HitRatio, g.ID),
+				counter(gRedirects, g.Redirects, g.ID),
+			)
+		}
+		return ms
+	}}
+}
+
+// Watchdog returns a collector of an onion listener's watchdog counters,
+// labelled tier=tier: onioncdn_watchdog_probes_total,
+// _probe_failures_total, _republishes_total and _republish_errors_total.
+func Watchdog(tier string, l interface{ WatchdogStats() onion.WatchdogStats }) prometheus.Collector {
+	d := &descs{tier: tier}
+	probes := d.new("watchdog", "probes_total", "Probes of the shared onion address.")
+	fails := d.new("watchdog", "probe_failures_total", "Probes that failed.")
+	rep := d.new("watchdog", "republishes_total", "Re-publications started by the watchdog.")
+	repErr := d.new("watchdog", "republish_errors_total", "Re-publications that failed.")
+	return &snapshotCollector{descs: d.all, collect: func() []metric {
+		s := l.WatchdogStats()
+		return []metric{
+			counter(probes, s.Probes), counter(fails, s.ProbeFailures),
+			counter(rep, s.Republishes), counter(repErr, s.RepublishErrs),
+		}
+	}}
+}
+
+// Prefetch returns a collector of an HLS prefetcher's counters, labelled
+// tier=tier: onioncdn_prefetch_scheduled_total, _stored_total, _hits_total,
+// _failed_total, _dropped_total and _idle_total.
+func Prefetch(tier string, p interface{ Stats() hls.PrefetchStats }) prometheus.Collector {
+	d := &descs{tier: tier}
+	sched := d.new("prefetch", "scheduled_total", "Prefetches queued.")
+	stored := d.new("prefetch", "stored_total", "Prefetches that stored their object.")
+	hits := d.new("prefetch", "hits_total", "Client requests served from a prefetched object (once per object).")
+	failed := d.new("prefetch", "failed_total", "Prefetches that failed.")
+	dropped := d.new("prefetch", "dropped_total", "Prefetches dropped because the queue was full.")
+	idle := d.new("prefetch", "idle_total", "Prefetches skipped because nobody watched the rendition any more.")
+	return &snapshotCollector{descs: d.all, collect: func() []metric {
+		s := p.Stats()
+		return []metric{
+			counter(sched, s.Scheduled), counter(stored, s.Prefetched), counter(hits, s.Hits),
+			counter(failed, s.Failed), counter(dropped, s.Dropped), counter(idle, s.Idle),
+		}
+	}}
+}
+
+// Integrity returns a collector of a verifying transport's counters,
+// labelled tier=tier: onioncdn_integrity_verified_total and
+// onioncdn_integrity_rejected_total.
+func Integrity(tier string, t interface{ Stats() integrity.Stats }) prometheus.Collector {
+	d := &descs{tier: tier}
+	ok := d.new("integrity", "verified_total", "Upstream responses whose signature verified.")
+	bad := d.new("integrity", "rejected_total", "Upstream responses rejected (signature, coverage, validity or digest).")
+	return &snapshotCollector{descs: d.all, collect: func() []metric {
+		s := t.Stats()
+		return []metric{counter(ok, s.Verified), counter(bad, s.Rejected)}
+	}}
+}
+
+// DeliveryBuckets are the histogram buckets of [Delivery], in seconds:
+// from a loopback hit (milliseconds) to a cold fetch over two Tor hops.
+var DeliveryBuckets = []float64{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60}
+
+// Delivery holds the delivery-time histograms of one or more tiers:
+// onioncdn_delivery_seconds{tier, disposition} (request headers received to
+// last byte written, client requests only) and
+// onioncdn_upstream_wait_seconds{tier, disposition} (time spent waiting on
+// upstream, for requests that waited at all). Prefetches are not
+// deliveries and are left out. Create it with [NewDelivery]; it is a
+// [prometheus.Collector] and safe for concurrent use.
+type Delivery struct {
+	delivery *prometheus.HistogramVec
+	wait     *prometheus.HistogramVec
+}
+
+// NewDelivery returns empty delivery histograms.
+func NewDelivery() *Delivery {
+	return &Delivery{
+		delivery: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: namespace, Name: "delivery_seconds",
+			Help:    "Time from request headers received to last byte written, by tier and cache disposition.",
+			Buckets: DeliveryBuckets,
+		}, []string{"tier", "disposition"}),
+		wait: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: namespace, Name: "upstream_wait_seconds",
+			Help:    "Time a request waited on upstream, by tier and cache disposition.",
+			Buckets: DeliveryBuckets,
+		}, []string{"tier", "disposition"}),
+	}
+}
+
+// Describe implements [prometheus.Collector].
+func (d *Delivery) Describe(ch chan<- *prometheus.Desc) {
+	d.delivery.Describe(ch)
+	d.wait.Describe(ch)
+}
+
+// Collect implements [prometheus.Collector].
+func (d *Delivery) Collect(ch chan<- prometheus.Metric) {
+	d.delivery.Collect(ch)
+	d.wait.Collect(ch)
+}
+
+// Observe adds rec, a record of tier's cache, to the histograms.
+func (d *Delivery) Observe(tier string, rec cache.Record) {
+	if rec.Prefetch {
+		return
+	}
+	disp := dispositionLabel(rec.Disposition)
+	d.delivery.WithLabelValues(tier, disp).Observe(rec.Delivery.Seconds())
+	if rec.Upstream > 0 {
+		d.wait.WithLabelValues(tier, disp).Observe(rec.Upstream.Seconds())
+	}
+}
+
+// OnRecord returns a cache.Cache.OnRecord hook that observes tier's
+// records. Chain it with other hooks with [Chain].
+func (d *Delivery) OnRecord(tier string) func(*http.Request, cache.Record) {
+	return func(_ *http.Request, rec cache.Record) { d.Observe(tier, rec) }
+}
+
+// Chain returns an OnRecord hook calling each non-nil hook in order.
+func Chain(hooks ...func(*http.Request, cache.Record)) func(*http.Request, cache.Record) {
+	return func(r *http.Request, rec cache.Record) {
+		for _, h := range hooks {
+			if h != nil {
+				h(r, rec)
+			}
+		}
+	}
+}
+
+// dispositionLabel maps a disposition to a label value from a fixed set,
+// so that label cardinality stays bounded whatever a cache reports.
+func dispositionLabel(d cache.Disposition) string {
+	switch d {
+	case cache.Hit, cache.HitStale, cache.Revalidated, cache.Collapsed, cache.Miss,
+		cache.FwdStale, cache.FwdVary, cache.FwdRequest, cache.FwdMethod,
+		cache.Uncacheable, cache.OnlyIfCache, cache.Error:
+		return string(d)
+	}
+	return "other"
+}
+
+// Handler serves the metrics of g in the Prometheus exposition formats.
+// Serve it only on a listener from [ListenLocal].
+func Handler(g prometheus.Gatherer) http.Handler {
+	mux := http.NewServeMux()
+	h := promhttp.HandlerFor(g, promhttp.HandlerOpts{Timeout: 10 * time.Second})
+	mux.Handle("GET /metrics", h)
+	return mux
+}
+
+// ErrNotLoopback is returned by [ListenLocal] for an address that is not
+// a loopback address.
+var ErrNotLoopback = errors.New("metrics: listen address is not a loopback address")
+
+// ListenLocal listens on addr for the metrics endpoint, refusing any
+// address that is not loopback: an explicit 127.0.0.0/8 or ::1 IP, or
+// "localhost". An empty host (":9100"), 0.0.0.0 or a public address
+// would publish the CDN's layout and traffic to the network.
+func ListenLocal(addr string) (net.Listener, error) {
+	if err := CheckLocal(addr); err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("metrics: %w", err)
+	}
+	return ln, nil
+}
+
+// CheckLocal reports whether addr ("host:port") names a loopback
+// address, as [ListenLocal] requires.
+func CheckLocal(addr string) error {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("metrics: listen address %q: %w", addr, err)
+	}
+	if strings.EqualFold(host, "localhost") {
+		return nil
+	}
+	ip := net.ParseIP(host)
+	if ip == nil || !ip.IsLoopback() {
+		return fmt.Errorf("%w: %q (use 127.0.0.1:PORT)", ErrNotLoopback, addr)
+	}
+	return nil
+}

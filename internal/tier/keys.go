@@ -1,0 +1,169 @@
+package tier
+
+import (
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"strings"
+
+	"github.com/onioncdn/onioncdn/onion"
+)
+
+// LoadOrCreateOnionKey loads the onion service key at path (tor's
+// hs_ed25519_secret_key format, mode 0600), or, if no file exists there,
+// generates a key and saves it with mode 0600. created reports which.
+func LoadOrCreateOnionKey(path string) (k *onion.Key, created bool, err error) {
+	if path == "" {
+		return nil, false, errors.New("tier: onion key: no file name")
+	}
+	k, err = onion.LoadKey(path)
+	if err == nil {
+		return k, false, nil
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		return nil, false, err
+	}
+	if k, err = onion.GenerateKey(); err != nil {
+		return nil, false, err
+	}
+	if err := k.Save(path); err != nil {
+		return nil, false, err
+	}
+	return k, true, nil
+}
+
+const maxKeyFile = 16 << 10
+
+// LoadOrCreateSigningKey loads the ed25519 private key at path, a PEM
+// "PRIVATE KEY" block holding PKCS #8 (as written by
+// "openssl genpkey -algorithm ed25519"), or, if no file exists there,
+// generates one and writes it with mode 0600. A key file that its group or
+// others may read is refused. created reports whether the key is new.
+func LoadOrCreateSigningKey(path string) (key ed25519.PrivateKey, created bool, err error) {
+	if path == "" {
+		return nil, false, errors.New("tier: signing key: no file name")
+	}
+	f, err := os.Open(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		key, err = createSigningKey(path)
+		return key, err == nil, err
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("tier: signing key: %w", err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, false, fmt.Errorf("tier: signing key: %w", err)
+	}
+	if !st.Mode().IsRegular() {
+		return nil, false, fmt.Errorf("tier: signing key %s: not a regular file", path)
+	}
+	if perm := st.Mode().Perm(); perm&0o077 != 0 {
+		return nil, false, fmt.Errorf("tier: signing key %s: file mode %#o is readable by group or others; chmod 600 it", path, perm)
+	}
+	data, err := io.ReadAll(io.LimitReader(f, maxKeyFile))
+	if err != nil {
+		return nil, false, fmt.Errorf("tier: signing key: %w", err)
+	}
+	block, _ := pem.Decode(data)
+	if block == nil || block.Type != "PRIVATE KEY" {
+		return nil, false, fmt.Errorf("tier: signing key %s: no PEM PRIVATE KEY block", path)
+	}
+	k, err := x509.ParsePKCS8PrivateKey(block.Bytes)
+	if err != nil {
+		return nil, false, fmt.Errorf("tier: signing key %s: not PKCS #8", path)
+	}
+	ek, ok := k.(ed25519.PrivateKey)
+	if !ok {
+		return nil, false, fmt.Errorf("tier: signing key %s: not an ed25519 key", path)
+	}
+	return ek, false, nil
+}
+
+func createSigningKey(path string) (ed25519.PrivateKey, error) {
+	_, key, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return nil, fmt.Errorf("tier: signing key: %w", err)
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return nil, fmt.Errorf("tier: signing key: %w", err)
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("tier: signing key: %w", err)
+	}
+	werr := pem.Encode(f, &pem.Block{Type: "PRIVATE KEY", Bytes: der})
+	if err := f.Sync(); werr == nil {
+		werr = err
+	}
+	if err := f.Close(); werr == nil {
+		werr = err
+	}
+	if werr != nil {
+		os.Remove(path)
+		return nil, fmt.Errorf("tier: signing key: %w", werr)
+	}
+	return key, nil
+}
+
+// EncodePublicKey returns pub in the form ParsePublicKey and the router's
+// configuration file accept: standard base64 of the 32 key bytes.
+func EncodePublicKey(pub ed25519.PublicKey) string {
+	return base64.StdEncoding.EncodeToString(pub)
+}
+
+// ParsePublicKey parses an ed25519 public key given as base64 (standard
+// or URL alphabet, padded or not) of its 32 bytes, or as the name of a
+// file holding either that or a PEM "PUBLIC KEY" block (PKIX, as written
+// by "openssl pkey -pubout").
+func ParsePublicKey(s string) (ed25519.PublicKey, error) {
+	s = strings.TrimSpace(s)
+	if k, ok := decodeRawKey(s); ok {
+		return k, nil
+	}
+	f, err := os.Open(s)
+	if err != nil {
+		return nil, fmt.Errorf("tier: public key: not 32 bytes of base64, nor a readable file: %w", err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, maxKeyFile))
+	if err != nil {
+		return nil, fmt.Errorf("tier: public key: %w", err)
+	}
+	if block, _ := pem.Decode(data); block != nil {
+		if block.Type != "PUBLIC KEY" {
+			return nil, fmt.Errorf("tier: public key %s: PEM block %q, want PUBLIC KEY", s, block.Type)
+		}
+		k, err := x509.ParsePKIXPublicKey(block.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("tier: public key %s: %w", s, err)
+		}
+		ek, ok := k.(ed25519.PublicKey)
+		if !ok {
+			return nil, fmt.Errorf("tier: public key %s: not an ed25519 key", s)
+		}
+		return ek, nil
+	}
+	if k, ok := decodeRawKey(strings.TrimSpace(string(data))); ok {
+		return k, nil
+	}
+	return nil, fmt.Errorf("tier: public key %s: neither PEM nor base64 of 32 bytes", s)
+}
+
+func decodeRawKey(s string) (ed25519.PublicKey, bool) {
+	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.RawStdEncoding, base64.URLEncoding, base64.RawURLEncoding} {
+		if b, err := enc.DecodeString(s); err == nil && len(b) == ed25519.PublicKeySize {
+			return ed25519.PublicKey(b), true
+		}
+	}
+	return nil, false
+}
