@@ -90,4 +90,41 @@
 // requires. Logs carry the path without query unless [Cache.LogQuery] is
 // set, and never client addresses or keys. [Cache.Partition] keeps sites
 // that share a cache from sharing entries.
+//
+// What a client can still infer: Age, present on every stored response,
+// tells how long ago the object was fetched, and the time a request takes
+// tells a hit from a miss. Both reveal that someone asked for the same
+// object recently. Neither can be hidden without breaking RFC 9111 or
+// slowing every hit down, so the cache confines them instead: with
+// [Cache.Partition] returning the request's site, entries, Age and timing
+// are per site, and a client of one site cannot learn whether another
+// site's object is stored (only-if-cached, conditionals, ranges, Age and
+// even Cache-Status answer exactly as if it were not). Without a
+// partition, sites whose requests produce the same key (the same Host
+// reaching two listeners, or a [Policy] whose Key drops the host) share
+// entries and reveal each other's cache state. The tests in
+// internal/privacy check this byte for byte.
+//
+// Serving several onion sites from one tier without linking their users:
+//
+//   - decide the site from the listener a request arrived on (one onion
+//     per site, e.g. a value stored by http.Server.ConnContext) or from a
+//     fixed table of Host names, never from anything else the client
+//     sends;
+//   - use that name for [Cache.Partition] and for the upstream transport's
+//     Site (upstream.Transport.Site), so each site has its own entries and
+//     its own isolation tags, hence its own Tor circuits to the next tier;
+//   - publish each site under its own onion key (Tor Browser isolates
+//     circuits and cookies by first-party onion);
+//   - run one route.Router per site, each with its own sticky cookie.
+//
+// Logging defaults: the Logger receives, per request, the method, the path
+// without query (unless [Cache.LogQuery]), status, size, disposition and
+// timings, and errors with their upstream error text (which names the
+// upstream host, never the query). The cache reads neither the client's
+// address nor the onion circuit id, and logs no header value: no cookie,
+// no Authorization, no forwarding header. Cookie and Authorization do go
+// upstream with the request that carried them (sites need them), never
+// with another client's request. [Cache.OnRecord] receives the request
+// itself; what it logs is the operator's choice.
 package cache

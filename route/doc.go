@@ -110,6 +110,23 @@
 // group and edge ids exist to whoever can reach the router: ids should not
 // be secrets.
 //
+// Several sites on one CDN: run one Router per site, each on that site's
+// own router onion and with its own edge groups (whose tiers partition
+// their caches and upstream circuits by site, see packages cache and
+// upstream). A cookie is scoped to the host that set it, so a Router
+// shared by two sites under one onion would see one client's visits to
+// both under the same cookie; two Routers cannot: their values are
+// unrelated, a browser sends each only to its own router, and a value
+// handed to the other router is unknown there and replaced. What a client
+// can still infer is its own group (from the redirect) and, over many
+// redirects, the routers' view of relative load.
+//
+// Logging defaults: the Logger receives configuration errors and rejected
+// reports (reason, and the group and edge ids a report claimed); the Agent
+// logs failed reports with their error. Neither logs client addresses,
+// circuit ids, cookie values, request paths or queries; the Router reads
+// neither the request's RemoteAddr nor the onion circuit id.
+//
 // [Router.AllowNonOnion] lets groups be ordinary host:port addresses for
 // tests on loopback; without it only v3 onion addresses (checksum and
 // version verified, see [ValidOnion]) are accepted.

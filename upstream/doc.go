@@ -46,9 +46,12 @@
 //     response byte arrived, or answered 5xx (that response is then
 //     discarded; if no other upstream is healthy the 5xx is returned as
 //     is). A response that has started is never retried: an error while
-//     reading its body reaches the caller. A connection from the idle pool
-//     that turns out to be dead before any response byte is replaced
-//     transparently for such requests, on the same upstream.
+//     reading its body reaches the caller. A pooled connection that turns
+//     out to be dead before any response byte (the far side closed it, as
+//     an upstream restart does to all of them) is replaced transparently
+//     for such requests on the same upstream, at most twice, so a request
+//     that itself kills its upstream is not resent once per pooled
+//     connection.
 //   - times out like Tor needs: dials (circuit build) after
 //     [Transport.DialTimeout] (60 s), response headers after
 //     [Transport.ResponseHeaderTimeout] (60 s). Errors read
@@ -104,4 +107,29 @@
 // The Transport never mutates the caller's request and always closes its
 // body. It is not a general-purpose client: it does not follow redirects,
 // speak HTTP/2 or use proxies from the environment.
+//
+// Several sites on one tier: give the Transport the same site name the
+// cache partitions by (cache.Cache.Partition), decided by the listener a
+// request arrived on or by a fixed table of Host names, and list the names
+// in [Transport.Sites] to warm their pools. Each site then has its own
+// pools and isolation tags, so its requests never share a connection or a
+// Tor circuit with another site's, and connections open at the same time
+// have distinct tags; a custom [Transport.Isolation] that returns one tag
+// for two sites makes the dial fail rather than merge them. The next tier
+// must be able to tell the sites apart too, or its cache would mix them:
+// keep per-site Host names with [Transport.PreserveHost], or give each site
+// its own upstream path prefix, and partition that tier's cache as well.
+// The other halves of the recipe are separate onion keys per site and one
+// route.Router per site (see the cache and route packages).
+//
+// Timing is not hidden: the next tier sees when and how often a site's
+// requests arrive (and a warm pool reveals that the tier is running), but
+// no client address, circuit id, cookie of another request or forwarding
+// header reaches it.
+//
+// Logging defaults: the Logger receives the upstream's host and port, the
+// request path (never its query), failure reasons and counts; never
+// isolation tags, header values, cookies, client addresses or circuit ids
+// (the Transport itself reads neither the request's RemoteAddr nor the
+// onion circuit id).
 package upstream

@@ -79,8 +79,9 @@ func isTimeout(err error) bool {
 // one, else whichever comes first of a connection returned by another
 // request and a new dial. fromIdle reports that the connection was idle
 // (and may have been closed by the far side meanwhile); dialed that the
-// request had to start a dial.
-func (p *pool) get(ctx context.Context) (c *conn, fromIdle, dialed bool, err error) {
+// request had to start a dial. With skipIdle the idle connections are
+// passed over.
+func (p *pool) get(ctx context.Context, skipIdle bool) (c *conn, fromIdle, dialed bool, err error) {
 	t := p.t
 	for {
 		t.mu.Lock()
@@ -88,7 +89,7 @@ func (p *pool) get(ctx context.Context) (c *conn, fromIdle, dialed bool, err err
 			t.mu.Unlock()
 			return nil, false, false, fmt.Errorf("upstream: %w", net.ErrClosed)
 		}
-		if n := len(p.idle); n > 0 {
+		if n := len(p.idle); n > 0 && !skipIdle {
 			c := p.idle[n-1]
 			p.idle = p.idle[:n-1]
 			c.taking = true
@@ -509,7 +510,7 @@ func (t *Transport) probe(ctx context.Context, p *pool) {
 	u := p.u
 	u.probes.Add(1)
 	dctx, cancel := context.WithTimeout(ctx, orDefault(t.DialTimeout, DefaultDialTimeout))
-	c, _, _, err := p.get(dctx)
+	c, _, _, err := p.get(dctx, false)
 	cancel()
 	status := -1
 	if err == nil {

@@ -800,6 +800,10 @@ func (t *Transport) checkSite(site string) error {
 	return nil
 }
 
+// maxStaleRetries bounds how often one attempt replaces a dead pooled
+// connection.
+const maxStaleRetries = 2
+
 // attempt sends r to u once, and again on another connection if a
 // connection taken from the idle pool turns out to be dead before any
 // response byte arrived (only for retryable requests). On success the
@@ -812,7 +816,9 @@ func (t *Transport) attempt(ctx context.Context, r *http.Request, u *upstreamSta
 		return nil, false, err
 	}
 	for try := 0; ; try++ {
-		c, fromIdle, dialed, err := p.get(ctx)
+		// The last retry dials a new connection: when the far side
+		// closed the whole pool, more idle connections are dead too.
+		c, fromIdle, dialed, err := p.get(ctx, try == maxStaleRetries)
 		if dialed {
 			u.coldDials.Add(1)
 		}
@@ -828,8 +834,12 @@ func (t *Transport) attempt(ctx context.Context, r *http.Request, u *upstreamSta
 		out := t.outgoing(ctx, r, u, body)
 		resp, stop, started, err := t.exchange(ctx, p, c, out)
 		if err != nil {
-			// Each retry uses up a pooled connection, so this ends.
-			if !started && fromIdle && retryable && try <= t.maxIdle() && ctx.Err() == nil {
+			// A pooled connection the far side closed just before we
+			// wrote on it (an upstream restart closes them all): try
+			// another, at most twice. The bound keeps a request that
+			// itself kills its upstream from being resent once per
+			// pooled connection.
+			if !started && fromIdle && retryable && try < maxStaleRetries && ctx.Err() == nil {
 				u.stale.Add(1)
 				u.peerClosed.Add(1)
 				t.logger().Debug("upstream retry on new connection", "upstream", u.host, "err", err)

@@ -731,21 +731,27 @@ func TestRequestNotMutated(t *testing.T) {
 func TestIsolationTags(t *testing.T) {
 	srv := newServer(t, ok)
 	host := strings.TrimPrefix(srv.URL, "http://")
-	type dialed struct{ addr, tag string }
-	var mu sync.Mutex
-	var dials []dialed
-	dialIsolated := func(ctx context.Context, network, addr, tag string) (net.Conn, error) {
-		mu.Lock()
-		dials = append(dials, dialed{addr, tag})
-		mu.Unlock()
-		var d net.Dialer
-		return d.DialContext(ctx, network, addr)
+	// Each subtest records its own dials: a previous subtest's transport
+	// may still finish a dial after its Close.
+	type recorder struct {
+		mu    sync.Mutex
+		dials []struct{ addr, tag string }
 	}
-	tags := func() map[string]bool {
-		mu.Lock()
-		defer mu.Unlock()
+	newRecorder := func() (*recorder, func(ctx context.Context, network, addr, tag string) (net.Conn, error)) {
+		rec := &recorder{}
+		return rec, func(ctx context.Context, network, addr, tag string) (net.Conn, error) {
+			rec.mu.Lock()
+			rec.dials = append(rec.dials, struct{ addr, tag string }{addr, tag})
+			rec.mu.Unlock()
+			var d net.Dialer
+			return d.DialContext(ctx, network, addr)
+		}
+	}
+	tags := func(rec *recorder) map[string]bool {
+		rec.mu.Lock()
+		defer rec.mu.Unlock()
 		m := map[string]bool{}
-		for _, d := range dials {
+		for _, d := range rec.dials {
 			if d.addr != host {
 				t.Errorf("dialled %q, want %q", d.addr, host)
 			}
@@ -755,16 +761,16 @@ func TestIsolationTags(t *testing.T) {
 	}
 
 	t.Run("per_slot", func(t *testing.T) {
-		dials = nil
+		rec, dialIsolated := newRecorder()
 		tr := newTransport(t, &Transport{Upstreams: []string{srv.URL}, MinIdle: 3, DialIsolated: dialIsolated})
 		warm(t, tr)
 		want := map[string]bool{host + "/0": true, host + "/1": true, host + "/2": true}
-		if got := tags(); !reflect.DeepEqual(got, want) {
+		if got := tags(rec); !reflect.DeepEqual(got, want) {
 			t.Fatalf("tags %v, want %v", got, want)
 		}
 	})
 	t.Run("per_site", func(t *testing.T) {
-		dials = nil
+		rec, dialIsolated := newRecorder()
 		tr := newTransport(t, &Transport{
 			Upstreams:    []string{srv.URL},
 			MinIdle:      2,
@@ -779,7 +785,7 @@ func TestIsolationTags(t *testing.T) {
 		// Site a was warmed alone: slots 0 and 1. Site b's request dialled
 		// while its warmer filled the pool, so b may have used more slots;
 		// every b tag carries b's name and no tag is shared.
-		got := tags()
+		got := tags(rec)
 		var a, b []string
 		for tag := range got {
 			switch {
@@ -810,6 +816,7 @@ func TestIsolationTags(t *testing.T) {
 		}
 	})
 	t.Run("collision", func(t *testing.T) {
+		_, dialIsolated := newRecorder()
 		tr := newTransport(t, &Transport{
 			Upstreams:    []string{srv.URL},
 			MinIdle:      -1,
@@ -1076,5 +1083,25 @@ func TestMinimalRequest(t *testing.T) {
 	}
 	if _, err := tr.RoundTrip(&http.Request{}); err == nil {
 		t.Fatal("request without URL accepted")
+	}
+}
+
+// A request that kills its upstream's connection before any response byte
+// is not resent once per pooled connection: with 8 warm connections the
+// upstream sees it at most 3 times (one send, two retries).
+func TestRequestKillingUpstreamNotAmplified(t *testing.T) {
+	srv := newServer(t, func(w http.ResponseWriter, r *http.Request) {
+		c, _, err := http.NewResponseController(w).Hijack()
+		if err == nil {
+			c.Close()
+		}
+	})
+	tr := newTransport(t, &Transport{Upstreams: []string{srv.URL}, MinIdle: 8})
+	warm(t, tr)
+	if _, _, err := get(t, tr, "http://ignored.example/poison"); err == nil {
+		t.Fatal("request to an upstream that drops every connection succeeded")
+	}
+	if n := srv.hits.Load(); n < 1 || n > 3 {
+		t.Errorf("upstream received the request %d times, want 1..3", n)
 	}
 }

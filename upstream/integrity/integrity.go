@@ -106,14 +106,17 @@ func (d *digestReader) Read(p []byte) (int, error) {
 	n, err := d.body.Read(p)
 	d.h.Write(p[:n])
 	d.n += int64(n)
+	// A failing read returns no bytes: the bytes that would complete the
+	// body must never reach the caller, or a reader framed by
+	// Content-Length could take the forged body for a complete one.
 	if d.length >= 0 && d.n > d.length {
 		d.done = true
-		return n, d.fail("body longer than Content-Length")
+		return 0, d.fail("body longer than Content-Length")
 	}
 	if err == io.EOF || (d.length >= 0 && d.n == d.length && err == nil) {
 		d.done = true
 		if !bytes.Equal(d.h.Sum(nil), d.want) {
-			return n, d.fail("content digest mismatch")
+			return 0, d.fail("content digest mismatch")
 		}
 		return n, io.EOF
 	}

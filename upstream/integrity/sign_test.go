@@ -209,27 +209,37 @@ func TestRejected(t *testing.T) {
 	})
 }
 
-// A body that fails its digest is delivered up to the last read, which
-// fails: a consumer that copies it (a cache fill) sees an error, not EOF.
+// A body that fails its digest fails the read that would complete it: a
+// consumer that copies it (a cache fill) sees an error, never EOF. When the
+// length is known, the bytes that would complete the body are withheld too,
+// so nothing framed by Content-Length can look complete.
 func TestStreamingMismatchFailsLastRead(t *testing.T) {
-	o := newSignedOrigin(t)
-	tr := o.transport(tamper(func(_ *http.Request, r *http.Response) {
-		b, _ := io.ReadAll(r.Body)
-		b[0] ^= 1
-		r.Body = io.NopCloser(bytes.NewReader(b))
-		r.ContentLength = -1 // as over a chunked connection
-	}), o.now)
-	req, _ := http.NewRequest("GET", o.srv.URL+"/big", nil)
-	resp, err := tr.RoundTrip(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	n, err := io.Copy(io.Discard, resp.Body)
-	if !errors.Is(err, ErrUnverified) {
-		t.Fatalf("copy err = %v, want ErrUnverified", err)
-	}
-	if n != 64*4096 {
-		t.Errorf("copied %d bytes before the error, want all %d", n, 64*4096)
+	const full = 64 * 4096
+	for _, tc := range []struct {
+		name   string
+		length int64
+	}{{"chunked", -1}, {"content_length", full}} {
+		t.Run(tc.name, func(t *testing.T) {
+			o := newSignedOrigin(t)
+			tr := o.transport(tamper(func(_ *http.Request, r *http.Response) {
+				b, _ := io.ReadAll(r.Body)
+				b[len(b)-1] ^= 1
+				r.Body = io.NopCloser(bytes.NewReader(b))
+				r.ContentLength = tc.length
+			}), o.now)
+			req, _ := http.NewRequest("GET", o.srv.URL+"/big", nil)
+			resp, err := tr.RoundTrip(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			n, err := io.Copy(io.Discard, resp.Body)
+			if !errors.Is(err, ErrUnverified) {
+				t.Fatalf("copy err = %v, want ErrUnverified", err)
+			}
+			if tc.length >= 0 && n >= full {
+				t.Errorf("copied %d bytes before the error, want fewer than %d", n, full)
+			}
+		})
 	}
 }
 
