@@ -141,12 +141,14 @@ type Cache struct {
 	group     singleflight.Group
 	stats     counters
 	bufs      sync.Pool
-	wg        sync.WaitGroup // fills and background revalidations
-	nonceSeq  atomic.Uint64  // makes variant index nonces unique
+	work      tracker       // fills and background revalidations
+	nonceSeq  atomic.Uint64 // makes variant index nonces unique
 
 	// testHookFlight, if set, is called by every request that starts
 	// waiting on a flight (leader included). Tests only.
 	testHookFlight func()
+	// testHookCork, if set, is called when a response's socket was corked.
+	testHookCork func()
 
 	fills   sync.Map // base key → *fill in progress (read on every request: no lock)
 	decoded *[decodedSlots]atomic.Pointer[decoded]
@@ -215,10 +217,8 @@ func (c *Cache) Stats() Stats { return c.stats.snapshot() }
 // it is meant to be called after http.Server.Shutdown.
 func (c *Cache) Shutdown(ctx context.Context) error {
 	c.init()
-	done := make(chan struct{})
-	go func() { c.wg.Wait(); close(done) }()
 	select {
-	case <-done:
+	case <-c.work.idle():
 		return nil
 	case <-ctx.Done():
 		return fmt.Errorf("cache: shutdown: %w", ctx.Err())
@@ -517,4 +517,41 @@ func (b *recordBody) Close() error {
 // isClientGone reports whether err only says that the client went away.
 func isClientGone(err error) bool {
 	return errors.Is(err, context.Canceled) || errors.Is(err, net.ErrClosed)
+}
+
+// tracker counts work in progress (fills, background revalidations) and
+// tells when there is none. Unlike a sync.WaitGroup, work may start while
+// someone waits: Shutdown waits for the work in progress at the moment the
+// count last drops to zero.
+type tracker struct {
+	mu    sync.Mutex
+	n     int
+	empty chan struct{} // closed when n drops to 0; nil while n is 0
+}
+
+func (t *tracker) Add(delta int) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.n == 0 && delta > 0 {
+		t.empty = make(chan struct{})
+	}
+	t.n += delta
+	if t.n == 0 && t.empty != nil {
+		close(t.empty)
+		t.empty = nil
+	}
+}
+
+func (t *tracker) Done() { t.Add(-1) }
+
+// idle returns a channel that is closed once no work is in progress.
+func (t *tracker) idle() <-chan struct{} {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.n == 0 {
+		c := make(chan struct{})
+		close(c)
+		return c
+	}
+	return t.empty
 }

@@ -23,6 +23,9 @@ const maxAttempts = 3
 // baseKey returns the store key of r's primary entry: partition, method
 // (HEAD shares GET's entries) and the resource key.
 func (c *Cache) baseKey(r *http.Request) string {
+	if c.Policy == nil && c.Partition == nil {
+		return defaultKey("GET ", r) // partitionKey(r, DefaultKey(r)) in one allocation
+	}
 	var k string
 	if c.Policy != nil {
 		k = c.Policy.Key(r)
@@ -135,6 +138,7 @@ func (c *Cache) decode(key string, raw []byte) (*meta, error) {
 		m.noCache = rfc9111.ParseCacheControl(m.header["Cache-Control"]).Has("no-cache")
 		m.derived = true
 	}
+	m.formatted = new(formatted)
 	slot.Store(&decoded{key: key, raw: bytes.Clone(raw), m: m})
 	return m, nil
 }
@@ -454,7 +458,7 @@ func (c *Cache) fetch(ctx context.Context, cancel context.CancelFunc, base strin
 	if collapsed {
 		c.fills.Store(base, f)
 	}
-	c.wg.Add(1)
+	c.work.Add(1)
 	go c.runFill(f, resp, base, collapsed)
 	fr.fill = f
 	return fr, nil
@@ -488,7 +492,7 @@ func (c *Cache) varyIndex(ctx context.Context, base string, vary []string) (stri
 // arrive. The object is committed only when the body is complete; any
 // failure aborts it and every reader.
 func (c *Cache) runFill(f *fill, resp *http.Response, base string, registered bool) {
-	defer c.wg.Done()
+	defer c.work.Done()
 	defer f.release()
 	bp := c.getBuf()
 	defer c.putBuf(bp)
@@ -582,12 +586,12 @@ func (c *Cache) revalidateInBackground(base string, r *http.Request) {
 		return
 	}
 	c.bg[base] = struct{}{}
-	c.wg.Add(1)
+	c.work.Add(1)
 	c.mu.Unlock()
 	ctx := context.WithoutCancel(r.Context())
 	br := r.Clone(ctx)
 	go func() {
-		defer c.wg.Done()
+		defer c.work.Done()
 		defer func() {
 			c.mu.Lock()
 			delete(c.bg, base)

@@ -1,6 +1,7 @@
 package cache
 
 import (
+	"crypto/tls"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -171,4 +172,46 @@ func FuzzKey(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestDefaultKeyForms checks the resource key DefaultKey derives and that
+// the cache's base key (built in one piece when there is no Policy or
+// Partition) is exactly "GET " + DefaultKey.
+func TestDefaultKeyForms(t *testing.T) {
+	t.Parallel()
+	server := func(target, host string) *http.Request {
+		r := httptest.NewRequest("GET", target, nil)
+		r.URL.Scheme, r.URL.Host = "", "" // as a server sees an origin-form target
+		r.Host = host
+		return r
+	}
+	tests := []struct {
+		name string
+		r    *http.Request
+		want string
+	}{
+		{"absolute_lowercases_host", httptest.NewRequest("GET", "http://Example.ONION/A/b?x=1&Y=2", nil), "http://example.onion/A/b?x=1&Y=2"},
+		{"tls_is_https", httptest.NewRequest("GET", "https://e.onion/s", nil), "https://e.onion/s"},
+		{"origin_form_uses_host", server("/p?q", "Site.Onion:8080"), "http://site.onion:8080/p?q"},
+		{"origin_form_tls", func() *http.Request { r := server("/p", "e.onion"); r.TLS = &tls.ConnectionState{}; return r }(), "https://e.onion/p"},
+		{"empty_path_is_root", func() *http.Request { r := server("/", "e.onion"); r.URL.Path = ""; return r }(), "http://e.onion/"},
+		{"escaped_path_kept", httptest.NewRequest("GET", "http://e.onion/a%2Fb/c%20d", nil), "http://e.onion/a%2Fb/c%20d"},
+		{"no_host_header_uses_url", func() *http.Request {
+			r := httptest.NewRequest("GET", "http://U.onion/x", nil)
+			r.Host = ""
+			return r
+		}(), "http://u.onion/x"},
+		{"empty_query_dropped", httptest.NewRequest("GET", "http://e.onion/x?", nil), "http://e.onion/x"},
+	}
+	c := &Cache{}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := DefaultKey(tt.r); got != tt.want {
+				t.Errorf("DefaultKey = %q, want %q", got, tt.want)
+			}
+			if got, want := c.baseKey(tt.r), "GET "+tt.want; got != want {
+				t.Errorf("baseKey = %q, want %q", got, want)
+			}
+		})
+	}
 }

@@ -317,6 +317,7 @@ type memObject struct {
 	meta   []byte
 	body   *memBuf
 	closed atomic.Bool
+	rd     memReader // the last reader returned (Reader may invalidate earlier ones)
 }
 
 func (o *memObject) Meta() []byte { return o.meta }
@@ -337,7 +338,8 @@ func (o *memObject) Reader(off, n int64) (io.Reader, error) {
 	if off < 0 || n < 0 || off > size || n > size-off {
 		return nil, fmt.Errorf("cache: range %d+%d outside body of %d bytes", off, n, size)
 	}
-	return &memReader{b: o.body, off: off, end: off + n}, nil
+	o.rd = memReader{b: o.body, off: off, end: off + n}
+	return &o.rd, nil
 }
 
 func (o *memObject) Close() error {

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
+	"sync/atomic"
 	"time"
 )
 
@@ -36,6 +38,52 @@ type meta struct {
 	noCache    bool          // the response has Cache-Control: no-cache
 	lifetime   time.Duration // freshness lifetime
 	initialAge time.Duration // corrected_initial_age (RFC 9111 §4.2.3)
+
+	// formatted caches the last Age and Content-Length values formatted
+	// for this head (set by Cache.decode; nil: not cached).
+	formatted *formatted
+}
+
+// formatted holds the last header values formatted for a stored head:
+// every hit on a hot object sends the same Content-Length and, within a
+// second, the same Age. The strings are immutable and shared.
+type formatted struct {
+	age, length atomic.Pointer[formattedInt]
+}
+
+type formattedInt struct {
+	n int64
+	s string
+}
+
+// ageString returns sec formatted as an Age value.
+func (m *meta) ageString(sec int64) string {
+	if m == nil || m.formatted == nil {
+		return strconv.FormatInt(sec, 10)
+	}
+	return formatCached(&m.formatted.age, sec)
+}
+
+// lengthString returns n formatted as a Content-Length value.
+func (m *meta) lengthString(n int64) string {
+	if m == nil || m.formatted == nil {
+		return strconv.FormatInt(n, 10)
+	}
+	return formatCached(&m.formatted.length, n)
+}
+
+// formatCached returns n in decimal, reusing the string cached in p if it
+// is n's, else caching it.
+func formatCached(p *atomic.Pointer[formattedInt], n int64) string {
+	if n >= 0 && n < 100 {
+		return strconv.FormatInt(n, 10) // strconv's table: no allocation
+	}
+	if f := p.Load(); f != nil && f.n == n {
+		return f.s
+	}
+	s := strconv.FormatInt(n, 10)
+	p.Store(&formattedInt{n: n, s: s})
+	return s
 }
 
 var errBadMeta = errors.New("cache: corrupt metadata")

@@ -2,6 +2,7 @@ package cache
 
 import (
 	"net/http"
+	"strings"
 	"time"
 )
 
@@ -62,7 +63,10 @@ func (f PolicyFunc) Decide(r *http.Request, resp *http.Response) Decision { retu
 // part of a cache key. The scheme is "https" when r.TLS is set and "http"
 // otherwise, unless r.URL carries an absolute scheme; the host is
 // lower-cased.
-func DefaultKey(r *http.Request) string {
+func DefaultKey(r *http.Request) string { return defaultKey("", r) }
+
+// defaultKey returns prefix + DefaultKey(r), built in one allocation.
+func defaultKey(prefix string, r *http.Request) string {
 	scheme := r.URL.Scheme
 	if scheme == "" {
 		scheme = "http"
@@ -78,24 +82,26 @@ func DefaultKey(r *http.Request) string {
 	if path == "" {
 		path = "/"
 	}
-	k := scheme + "://" + toLowerASCII(host) + path
+	var b strings.Builder
+	n := len(prefix) + len(scheme) + len("://") + len(host) + len(path)
 	if r.URL.RawQuery != "" {
-		k += "?" + r.URL.RawQuery
+		n += 1 + len(r.URL.RawQuery)
 	}
-	return k
-}
-
-func toLowerASCII(s string) string {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; 'A' <= c && c <= 'Z' {
-			b := []byte(s)
-			for j := i; j < len(b); j++ {
-				if c := b[j]; 'A' <= c && c <= 'Z' {
-					b[j] = c + 'a' - 'A'
-				}
-			}
-			return string(b)
+	b.Grow(n)
+	b.WriteString(prefix)
+	b.WriteString(scheme)
+	b.WriteString("://")
+	for i := 0; i < len(host); i++ {
+		c := host[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
 		}
+		b.WriteByte(c)
 	}
-	return s
+	b.WriteString(path)
+	if r.URL.RawQuery != "" {
+		b.WriteByte('?')
+		b.WriteString(r.URL.RawQuery)
+	}
+	return b.String()
 }

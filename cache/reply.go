@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"mime/multipart"
+	"net"
 	"net/http"
 	"net/textproto"
 	"slices"
@@ -55,33 +56,51 @@ func (s passSource) reader(context.Context, int64, int64, func()) (io.Reader, er
 // reply is a response ready to be written, from the store, a fill or a
 // pass-through upstream response.
 type reply struct {
-	status  int
-	header  http.Header // owned by the reply
-	inDst   bool        // header is the ResponseWriter's map already
-	src     source      // nil: no body
-	off, n  int64       // the body bytes sent (n < 0: to the end, length unknown)
-	ranges  []rfc9111.Range
-	size    int64  // full body size, -1 if unknown
-	bound   string // multipart boundary
-	ctype   string // Content-Type of the parts
-	release func()
-	disp    Disposition
-	stored  bool
-	ttl     time.Duration
-	hasTTL  bool
-	fwd     int // upstream status, for Cache-Status fwd-status
+	status int
+	header http.Header // owned by the reply
+	inDst  bool        // header is the ResponseWriter's map already
+	src    source      // nil: no body
+	off, n int64       // the body bytes sent (n < 0: to the end, length unknown)
+	ranges []rfc9111.Range
+	size   int64     // full body size, -1 if unknown
+	bound  string    // multipart boundary
+	ctype  string    // Content-Type of the parts
+	closer io.Closer // released by close: the object, fill or upstream body
+	disp   Disposition
+	stored bool
+	meta   *meta // the stored head (nil for a pass-through response)
+	ttl    time.Duration
+	hasTTL bool
+	fwd    int // upstream status, for Cache-Status fwd-status
+
+	// strs backs the Age and Content-Length values of header, so that
+	// they cost no allocation of their own.
+	strs [2]string
 }
 
 func (rp *reply) close() {
-	if rp.release != nil {
-		rp.release()
-		rp.release = nil
+	if rp.closer != nil {
+		rp.closer.Close()
+		rp.closer = nil
 	}
 }
 
-func formatAge(age time.Duration) string {
-	return strconv.FormatInt(int64(age/time.Second), 10)
+// setAge sets the Age header of rp to age (RFC 9111 §5.1: whole seconds).
+func (rp *reply) setAge(m *meta, age time.Duration) {
+	rp.strs[0] = m.ageString(int64(age / time.Second))
+	rp.header["Age"] = rp.strs[0:1:1]
 }
+
+// setContentLength sets the Content-Length header of rp to n.
+func (rp *reply) setContentLength(m *meta, n int64) {
+	rp.strs[1] = m.lengthString(n)
+	rp.header["Content-Length"] = rp.strs[1:2:2]
+}
+
+// releaser releases a fill reference (a reply's closer).
+type releaser struct{ f *fill }
+
+func (r releaser) Close() error { r.f.release(); return nil }
 
 // replyHeader returns dst (the ResponseWriter's header map, in handler
 // mode) or a new map, filled with a shallow copy of src. The values are
@@ -102,11 +121,11 @@ func (c *Cache) storedReply(r *http.Request, st *stored, age time.Duration, disp
 	obj, m := st.obj, st.meta
 	st.obj = nil
 	h := replyHeader(dst, m.header) // m is shared (see decode)
-	h["Age"] = []string{formatAge(age)}
 	rp := &reply{
 		status: m.status, header: h, inDst: dst != nil, src: objSource{obj}, size: obj.Size(),
-		release: func() { obj.Close() }, disp: disp, stored: true,
+		closer: obj, disp: disp, stored: true, meta: m,
 	}
+	rp.setAge(m, age)
 	if c.CacheStatus { // ttl is only reported there
 		lifetime := m.lifetime
 		if !m.derived {
@@ -126,11 +145,11 @@ func (c *Cache) fillReply(r *http.Request, f *fill, disp Disposition, dst http.H
 	h := replyHeader(dst, f.header) // f.header is read-only
 	e := f.meta.entry()
 	age := rfc9111.CurrentAge(e, c.now())
-	h["Age"] = []string{formatAge(age)}
 	rp := &reply{
 		status: f.status, header: h, inDst: dst != nil, src: fillSource{f, &c.bufs}, size: f.size,
-		release: f.release, disp: disp, stored: true, fwd: f.status,
+		closer: releaser{f}, disp: disp, stored: true, fwd: f.status, meta: f.meta,
 	}
+	rp.setAge(f.meta, age)
 	if c.CacheStatus {
 		lifetime, _ := rfc9111.FreshnessLifetime(e, c.opts)
 		rp.ttl, rp.hasTTL = lifetime-age, true
@@ -146,7 +165,7 @@ func (c *Cache) fillReply(r *http.Request, f *fill, disp Disposition, dst http.H
 func (c *Cache) passReply(r *http.Request, resp *http.Response, disp Disposition) *reply {
 	rp := &reply{
 		status: resp.StatusCode, header: resp.Header, src: passSource{resp.Body},
-		off: 0, n: -1, size: resp.ContentLength, release: func() { resp.Body.Close() },
+		off: 0, n: -1, size: resp.ContentLength, closer: resp.Body,
 		disp: disp, fwd: resp.StatusCode,
 	}
 	if resp.ContentLength >= 0 {
@@ -205,7 +224,7 @@ func (c *Cache) shape(r *http.Request, rp *reply) {
 		return
 	}
 	if rp.n >= 0 {
-		h["Content-Length"] = []string{strconv.FormatInt(rp.n, 10)}
+		rp.setContentLength(rp.meta, rp.n)
 	}
 	if r.Method == http.MethodHead {
 		rp.src = nil
@@ -279,11 +298,6 @@ func (c *Cache) writeReply(w http.ResponseWriter, r *http.Request, rp *reply, re
 		// Bytes arriving from upstream go out as they come.
 		rc := http.NewResponseController(w)
 		flush = func() { rc.Flush() }
-	} else if rp.n > 512 {
-		// Send the header now, so that net/http sends the body from the
-		// store (with sendfile from a file) without copying its first
-		// bytes to sniff a Content-Type it will not use.
-		http.NewResponseController(w).Flush()
 	}
 	if rp.ranges != nil {
 		cw := &countWriter{w: w}
@@ -298,6 +312,20 @@ func (c *Cache) writeReply(w http.ResponseWriter, r *http.Request, rp *reply, re
 	var n int64
 	rd, err := rp.src.reader(r.Context(), rp.off, rp.n, flush)
 	if err == nil {
+		if flush == nil && rp.n > sniffLen {
+			// A stored body: send the header now, so that net/http sends
+			// a body from a file (an *io.LimitedReader over an *os.File,
+			// see Object.Reader) with sendfile(2) without first copying
+			// sniffLen bytes to sniff a Content-Type it will not use.
+			// A body in memory is sent the same way (measured no worse
+			// than letting net/http split header and body at its 4 KiB
+			// buffer). On a connection known from ConnContext, a header
+			// followed by sendfile is corked into full segments.
+			if tc := c.corkFile(r, rd); tc != nil {
+				defer uncork(tc)
+			}
+			http.NewResponseController(w).Flush()
+		}
 		if _, isPass := rp.src.(passSource); isPass && rp.n < 0 {
 			n, err = copyFlushing(w, rd, flush, c)
 		} else {
@@ -313,6 +341,30 @@ func (c *Cache) writeReply(w http.ResponseWriter, r *http.Request, rp *reply, re
 	}
 	return err
 }
+
+// corkFile corks the connection of r (see ConnContext) if rd is a body
+// sent from a file and r is HTTP/1.x, and returns it for uncork, or nil.
+// It is kept out of writeReply so that its frames do not deepen the stack
+// of every response.
+//
+//go:noinline
+func (c *Cache) corkFile(r *http.Request, rd io.Reader) *net.TCPConn {
+	if _, inMemory := rd.(io.WriterTo); inMemory || r.ProtoMajor != 1 {
+		return nil
+	}
+	tc := tcpConnFrom(r.Context())
+	if tc == nil || !cork(tc) {
+		return nil
+	}
+	if c.testHookCork != nil {
+		c.testHookCork()
+	}
+	return tc
+}
+
+// sniffLen is how many body bytes net/http's ResponseWriter.ReadFrom copies
+// before it switches to sendfile(2) (net/http's sniffLen).
+const sniffLen = 512
 
 // copyFlushing copies a streamed body of unknown length, flushing after
 // every read so that clients see bytes as upstream sends them.

@@ -167,6 +167,7 @@ type bytesObject struct {
 	meta   []byte
 	body   []byte
 	closed atomic.Bool
+	rd     bytes.Reader // the last reader returned (Reader may invalidate earlier ones)
 }
 
 func (o *bytesObject) Meta() []byte { return o.meta }
@@ -196,7 +197,8 @@ func (o *bytesObject) Reader(off, n int64) (io.Reader, error) {
 	if off < 0 || n < 0 || off > int64(len(o.body)) || n > int64(len(o.body))-off {
 		return nil, fmt.Errorf("cache: range %d+%d outside body of %d bytes", off, n, len(o.body))
 	}
-	return bytes.NewReader(o.body[off : off+n]), nil
+	o.rd.Reset(o.body[off : off+n])
+	return &o.rd, nil
 }
 
 func (o *bytesObject) Close() error {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"time"
 
@@ -65,6 +66,21 @@ type circuitConn struct {
 }
 
 func (c *circuitConn) Read(p []byte) (int, error) { return c.r.Read(p) }
+
+// ReadFrom writes straight to the connection, so that net/http can send a
+// file with sendfile(2) on circuit-id listeners too; only reads are
+// buffered.
+func (c *circuitConn) ReadFrom(r io.Reader) (int64, error) {
+	if rf, ok := c.Conn.(io.ReaderFrom); ok {
+		return rf.ReadFrom(r)
+	}
+	return io.Copy(struct{ io.Writer }{c.Conn}, r)
+}
+
+// NetConn returns the underlying connection, for socket options (the cache
+// corks file-backed responses through it). Reading from it would skip
+// bytes already buffered here.
+func (c *circuitConn) NetConn() net.Conn { return c.Conn }
 
 // circuitIDFromHeader extracts tor's circuit id from a PROXY header: tor
 // encodes it in the low 32 bits of the source address

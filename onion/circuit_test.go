@@ -2,6 +2,7 @@ package onion
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -165,5 +167,54 @@ func TestCircuitIDHTTP(t *testing.T) {
 		if want := fmt.Sprintf("true %d", id); string(body) != want {
 			t.Fatalf("handler saw %q, want %q", body, want)
 		}
+	}
+}
+
+// net/http sends files with sendfile only through a connection that is an
+// io.ReaderFrom; a circuit-id connection must stay one, and its writes must
+// reach the peer unchanged.
+func TestCircuitConnReadFrom(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	got := make(chan []byte, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			got <- nil
+			return
+		}
+		defer c.Close()
+		b, _ := io.ReadAll(c)
+		got <- b
+	}()
+	raw, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var conn net.Conn = &circuitConn{Conn: raw, r: bufio.NewReader(raw), id: 7}
+	rf, ok := conn.(io.ReaderFrom)
+	if !ok {
+		t.Fatal("circuitConn is not an io.ReaderFrom")
+	}
+	f, err := os.CreateTemp(t.TempDir(), "body")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := bytes.Repeat([]byte("0123456789"), 100000)
+	f.Write(want)
+	f.Seek(0, io.SeekStart)
+	if n, err := rf.ReadFrom(io.LimitReader(f, int64(len(want)))); err != nil || n != int64(len(want)) {
+		t.Fatalf("ReadFrom = %d, %v", n, err)
+	}
+	f.Close()
+	if nc, ok := conn.(interface{ NetConn() net.Conn }); !ok || nc.NetConn() != raw {
+		t.Error("NetConn does not expose the TCP connection")
+	}
+	raw.Close()
+	if b := <-got; !bytes.Equal(b, want) {
+		t.Errorf("peer got %d bytes, want %d", len(b), len(want))
 	}
 }

@@ -19,6 +19,7 @@ type object struct {
 	f      *os.File
 	meta   []byte
 	h      header
+	pos    int64 // offset of f if known (set by load), else -1; guarded by the Reader contract
 	closed atomic.Bool
 }
 
@@ -77,9 +78,14 @@ func (o *object) Reader(off, n int64) (io.Reader, error) {
 	if off < 0 || n < 0 || off > size || n > size-off {
 		return nil, fmt.Errorf("diskstore: range %d+%d outside body of %d bytes", off, n, size)
 	}
-	if _, err := o.f.Seek(o.h.bodyOff()+off, io.SeekStart); err != nil {
-		return nil, fmt.Errorf("diskstore: reader: %w", err)
+	// A fresh object's file is at the body offset already (see load):
+	// the common full-body read needs no lseek(2).
+	if start := o.h.bodyOff() + off; o.pos != start {
+		if _, err := o.f.Seek(start, io.SeekStart); err != nil {
+			return nil, fmt.Errorf("diskstore: reader: %w", err)
+		}
 	}
+	o.pos = -1 // the reader moves it
 	return &io.LimitedReader{R: o.f, N: n}, nil
 }
 

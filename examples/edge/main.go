@@ -1,15 +1,32 @@
-// Command edge runs a caching tier of onioncdn as a plain TCP reverse proxy:
+// Command edge runs the user-facing tier of an onioncdn CDN: an onion
+// service, published with a key that several edge machines share, whose
+// cache sits in front of one or more midtier onions.
 //
-//	edge -listen 127.0.0.1:19000 -upstream http://127.0.0.1:18000 -cache-dir /var/cache/edge -max-bytes 1073741824
+//	edge -key edge.key -upstream http://MIDTIER.onion -cache-dir /var/cache/edge -watchdog 30s \
+//	     -router http://ROUTER.onion/.well-known/onioncdn/report -group eu -edge-id eu-1 -agent-key agent.pem
 //
-// Responses are cached on disk when -cache-dir is set (cache/diskstore),
-// in memory otherwise. Concurrent misses for one object cost one upstream
-// request and stream to every client as the object downloads.
-// SIGINT or SIGTERM stop it gracefully: no new connections, requests in
-// progress and fills finish (up to -shutdown-timeout), the store is closed.
+// It publishes an onion service (key file in tor's hs_ed25519_secret_key
+// format, created with mode 0600 if missing; copy the same file to every
+// edge of a group) through a tor it starts (-tor, -tor-data, -torrc-line) or
+// a running tor (-tor-control). With -watchdog it probes the shared address
+// and re-publishes this edge's descriptor when the answering edge dies.
+// Misses go to the midtier(s) over a warm pool of Tor circuits (-min-idle
+// per upstream, failover between several -upstream URLs); the HLS policy
+// (-hls, on by default) sets playlist and segment TTLs and -prefetch
+// fetches segments ahead of viewers. With -router, an agent reports this
+// edge's load, signed with -agent-key, to the router.
 //
-// Onion mode (publishing the tier as an onion service) comes later; this
-// program only listens on TCP.
+// Plain TCP mode, for benchmarks, tests and non-Tor use:
+//
+//	edge -listen 127.0.0.1:19000 -upstream http://127.0.0.1:18000 -cache-dir DIR
+//
+// The same binary then also serves as a midtier (add -cache-status).
+//
+// Cache-Status is off by default: an edge faces users, and the header would
+// reveal cache state. -metrics 127.0.0.1:PORT serves Prometheus metrics on
+// loopback. SIGINT or SIGTERM stop it gracefully: the agent signs off,
+// requests and fills in progress finish (up to -shutdown-timeout), then tor
+// stops.
 package main
 
 import (
@@ -17,141 +34,68 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"log/slog"
-	"net"
-	"net/http"
-	"net/url"
+	"io"
 	"os"
 	"os/signal"
 	"runtime/pprof"
 	"syscall"
-	"time"
 
-	"github.com/onioncdn/onioncdn/cache"
-	"github.com/onioncdn/onioncdn/cache/diskstore"
+	"github.com/onioncdn/onioncdn/internal/tier"
 )
 
 func main() {
-	if err := run(); err != nil {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:]); err != nil && !errors.Is(err, flag.ErrHelp) {
 		fmt.Fprintln(os.Stderr, "edge:", err)
 		os.Exit(1)
 	}
 }
 
-func run() error {
-	var (
-		listen      = flag.String("listen", "127.0.0.1:8080", "TCP address to serve on")
-		upstream    = flag.String("upstream", "", "upstream base URL, e.g. http://127.0.0.1:18000 (required)")
-		cacheDir    = flag.String("cache-dir", "", "directory of the disk cache; empty keeps the cache in memory")
-		maxBytes    = flag.Int64("max-bytes", 0, "cache size bound in bytes (0: the store's default, 1 GiB on disk, 64 MiB in memory)")
-		hotBytes    = flag.Int64("hot-bytes", 64<<20, "with -cache-dir: memory for copies of small objects (0: serve everything from disk)")
-		hotMax      = flag.Int64("hot-max-object", cache.DefaultTieredMaxObject, "with -cache-dir: largest body kept in memory by -hot-bytes")
-		noSync      = flag.Bool("no-sync", false, "do not fsync cache entries before committing them (faster misses; a power loss may discard entries)")
-		name        = flag.String("name", "edge", "this tier's name in Cache-Status")
-		cacheStatus = flag.Bool("cache-status", false, "send RFC 9211 Cache-Status headers (reveals cache state: off for tiers facing users)")
-		stripServer = flag.Bool("strip-server", true, "remove Server, X-Powered-By and similar headers from responses")
-		logFormat   = flag.String("log", "text", "log format: text or json")
-		logLevel    = flag.String("log-level", "info", "log level: debug (one line per request), info, warn, error")
-		shutdownTO  = flag.Duration("shutdown-timeout", 30*time.Second, "how long a graceful shutdown waits for requests and fills")
-		cpuProfile  = flag.String("cpuprofile", "", "write a CPU profile to this file until shutdown")
-	)
-	flag.Parse()
-	if flag.NArg() != 0 {
-		return fmt.Errorf("unexpected arguments %q", flag.Args())
+func run(ctx context.Context, args []string) error {
+	p, cpuProfile, err := parseFlags(args, os.Stderr)
+	if err != nil {
+		return err
 	}
-
-	if *cpuProfile != "" {
-		f, err := os.Create(*cpuProfile)
+	log, err := tier.NewLogger(os.Stderr, p.LogFormat, p.LogLevel)
+	if err != nil {
+		return err
+	}
+	if cpuProfile != "" {
+		f, err := os.Create(cpuProfile)
 		if err != nil {
-			return err
-		}
-		if err := pprof.StartCPUProfile(f); err != nil {
 			return err
 		}
 		defer f.Close()
-		defer pprof.StopCPUProfile()
-	}
-
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
-		return fmt.Errorf("-log-level: %w", err)
-	}
-	hopts := &slog.HandlerOptions{Level: level}
-	var logger *slog.Logger
-	switch *logFormat {
-	case "text":
-		logger = slog.New(slog.NewTextHandler(os.Stderr, hopts))
-	case "json":
-		logger = slog.New(slog.NewJSONHandler(os.Stderr, hopts))
-	default:
-		return fmt.Errorf("-log: want text or json, not %q", *logFormat)
-	}
-
-	if *upstream == "" {
-		return errors.New("-upstream is required")
-	}
-	up, err := url.Parse(*upstream)
-	if err != nil {
-		return fmt.Errorf("-upstream: %w", err)
-	}
-	if (up.Scheme != "http" && up.Scheme != "https") || up.Host == "" {
-		return fmt.Errorf("-upstream: want http(s)://host[:port], not %q", *upstream)
-	}
-
-	var store cache.Store
-	if *cacheDir != "" {
-		ds, err := diskstore.Open(*cacheDir, diskstore.Options{MaxBytes: *maxBytes, NoSync: *noSync, Logger: logger})
-		if err != nil {
+		if err := pprof.StartCPUProfile(f); err != nil {
 			return err
 		}
-		defer ds.Close()
-		store = ds
-		if *hotBytes > 0 {
-			store = &cache.TieredStore{Slow: ds, Fast: &cache.MemoryStore{MaxBytes: *hotBytes}, MaxObject: *hotMax}
-		}
-	} else {
-		store = &cache.MemoryStore{MaxBytes: *maxBytes}
+		defer pprof.StopCPUProfile()
 	}
+	return p.Run(ctx, os.Stdout, log, nil)
+}
 
-	c := &cache.Cache{
-		Upstream:           up,
-		Store:              store,
-		Name:               *name,
-		CacheStatus:        *cacheStatus,
-		StripServerHeaders: *stripServer,
-		Logger:             logger,
+// parseFlags parses the edge's flags and validates them.
+func parseFlags(args []string, stderr io.Writer) (p *tier.Program, cpuProfile string, err error) {
+	p = &tier.Program{Name: "edge", Edge: true, HLS: true, Prefetch: 2}
+	fs := flag.NewFlagSet("edge", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	p.Register(fs)
+	fs.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile to this file until the edge stops")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage: edge -upstream URL[,URL] (-key FILE | -listen ADDR) [flags]\n\n"+
+			"Runs the user-facing tier of an onioncdn CDN: onion service (key shared by the\n"+
+			"edges of a group) → disk cache with the HLS policy → midtier onion(s).\n\nFlags:\n")
+		fs.PrintDefaults()
 	}
-	srv := &http.Server{
-		Handler:           c,
-		ReadHeaderTimeout: 20 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelDebug),
+	if err := fs.Parse(args); err != nil {
+		return nil, "", err
 	}
-	ln, err := net.Listen("tcp", *listen)
-	if err != nil {
-		return err
+	if fs.NArg() != 0 {
+		return nil, "", fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
-	logger.Info("edge listening", "addr", ln.Addr().String(), "upstream", up.Redacted(), "cache_dir", *cacheDir)
-
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	select {
-	case err := <-errc:
-		return err
-	case <-ctx.Done():
+	if err := p.Validate(); err != nil {
+		return nil, "", err
 	}
-	stop()
-	logger.Info("edge shutting down")
-	sctx, cancel := context.WithTimeout(context.Background(), *shutdownTO)
-	defer cancel()
-	err = srv.Shutdown(sctx)
-	if cerr := c.Shutdown(sctx); err == nil {
-		err = cerr
-	}
-	st := c.Stats()
-	logger.Info("edge stopped", "hits", st.Hits, "misses", st.Misses, "collapsed", st.Collapsed,
-		"errors", st.Errors, "bytes_served", st.BytesServed)
-	return err
+	return p, cpuProfile, nil
 }

@@ -278,6 +278,7 @@ func New(cfg Config) (*Tier, error) {
 	t.Handler = h
 	t.srv = &http.Server{
 		Handler:           h,
+		ConnContext:       cache.ConnContext, // corks file-backed hits into full TCP segments
 		ReadHeaderTimeout: 30 * time.Second,
 		IdleTimeout:       5 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
