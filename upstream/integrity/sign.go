@@ -15,6 +15,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/onioncdn/onioncdn/internal/rfc9111"
 )
 
 // Signer is origin-side middleware that adds a Content-Digest (RFC 9530,
@@ -214,31 +216,14 @@ func (s *Signer) signView(r *http.Request, status int, view, out http.Header, su
 
 // cacheLifetime returns the longest time tiers may serve a response with
 // header h: its s-maxage or max-age plus stale-while-revalidate and
-// stale-if-error. Parsing is lenient: unknown or malformed directives count
-// as zero.
+// stale-if-error, as the caches parse them (internal/rfc9111).
 func cacheLifetime(h http.Header) time.Duration {
-	var maxAge, sMaxAge, swr, sie int64
-	for _, line := range h.Values("Cache-Control") {
-		for _, d := range strings.Split(line, ",") {
-			name, val, _ := strings.Cut(strings.TrimSpace(d), "=")
-			n, err := strconv.ParseInt(strings.Trim(val, `"`), 10, 64)
-			if err != nil || n < 0 {
-				continue
-			}
-			n = min(n, 1<<31)
-			switch strings.ToLower(name) {
-			case "max-age":
-				maxAge = n
-			case "s-maxage":
-				sMaxAge = n
-			case "stale-while-revalidate":
-				swr = n
-			case "stale-if-error":
-				sie = n
-			}
-		}
-	}
-	return time.Duration(max(maxAge, sMaxAge)+swr+sie) * time.Second
+	d := rfc9111.ParseCacheControl(h.Values("Cache-Control"))
+	maxAge, _ := d.Seconds("max-age")
+	sMaxAge, _ := d.Seconds("s-maxage")
+	swr, _ := d.Seconds("stale-while-revalidate")
+	sie, _ := d.Seconds("stale-if-error")
+	return max(maxAge, sMaxAge) + swr + sie
 }
 
 // bufferedResponse is a handler's response held back until it is complete.
