@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"strconv"
+	"strings"
 	"testing"
 )
 
@@ -100,11 +101,24 @@ func BenchmarkHitHTTP(b *testing.B) {
 			u, _ := url.Parse(origin.URL)
 			benchmarkHTTP(b, &Cache{Upstream: u, Store: &MemoryStore{MaxBytes: 64 << 20}}, size)
 		})
+		// As a server should run it: on a NewListener with ConnContext,
+		// so that a small hit leaves in one write.
+		b.Run(fmt.Sprintf("cache-listener/%dKB", size>>10), func(b *testing.B) {
+			origin := httptest.NewServer(plain)
+			defer origin.Close()
+			u, _ := url.Parse(origin.URL)
+			benchmarkHTTP(b, &Cache{Upstream: u, Store: &MemoryStore{MaxBytes: 64 << 20}}, size)
+		})
 	}
 }
 
 func benchmarkHTTP(b *testing.B, h http.Handler, size int) {
-	srv := httptest.NewServer(h)
+	srv := httptest.NewUnstartedServer(h)
+	if strings.HasPrefix(b.Name(), "BenchmarkHitHTTP/cache-listener/") {
+		srv.Listener = NewListener(srv.Listener)
+		srv.Config.ConnContext = ConnContext
+	}
+	srv.Start()
 	defer srv.Close()
 	conn, err := net.Dial("tcp", srv.Listener.Addr().String())
 	if err != nil {

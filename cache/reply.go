@@ -312,16 +312,19 @@ func (c *Cache) writeReply(w http.ResponseWriter, r *http.Request, rp *reply, re
 	var n int64
 	rd, err := rp.src.reader(r.Context(), rp.off, rp.n, flush)
 	if err == nil {
+		var hc *heldConn
 		if flush == nil && rp.n > sniffLen {
 			// A stored body: send the header now, so that net/http sends
 			// a body from a file (an *io.LimitedReader over an *os.File,
 			// see Object.Reader) with sendfile(2) without first copying
 			// sniffLen bytes to sniff a Content-Type it will not use.
-			// A body in memory is sent the same way (measured no worse
-			// than letting net/http split header and body at its 4 KiB
-			// buffer). On a connection known from ConnContext, a header
-			// followed by sendfile is corked into full segments.
-			if tc := c.corkFile(r, rd); tc != nil {
+			// On a connection from NewListener, a small response is held
+			// back and leaves in one write; otherwise, on a connection
+			// known from ConnContext, a header followed by sendfile is
+			// corked into full segments.
+			if hc = c.holdReply(r, rp); hc != nil {
+				defer hc.discard() // on error: nothing held goes out
+			} else if tc := c.corkFile(r, rd); tc != nil {
 				defer uncork(tc)
 			}
 			http.NewResponseController(w).Flush()
@@ -330,6 +333,11 @@ func (c *Cache) writeReply(w http.ResponseWriter, r *http.Request, rp *reply, re
 			n, err = copyFlushing(w, rd, flush, c)
 		} else {
 			n, err = io.Copy(w, rd)
+		}
+		if hc != nil && err == nil && n == rp.n {
+			if err = http.NewResponseController(w).Flush(); err == nil {
+				err = hc.release()
+			}
 		}
 	}
 	rec.Bytes = n
@@ -341,6 +349,26 @@ func (c *Cache) writeReply(w http.ResponseWriter, r *http.Request, rp *reply, re
 	}
 	return err
 }
+
+// holdReply returns r's connection from NewListener, holding back writes,
+// if rp is a stored response small enough to leave in one write, or nil.
+//
+//go:noinline
+func (c *Cache) holdReply(r *http.Request, rp *reply) *heldConn {
+	if r.ProtoMajor != 1 || rp.n > MaxHeldResponse-maxHeldHeader {
+		return nil
+	}
+	hc := heldConnFrom(r.Context())
+	if hc != nil {
+		hc.hold()
+	}
+	return hc
+}
+
+// maxHeldHeader is the room left for the response header when deciding
+// whether a body is small enough to be held (a larger header still works:
+// the held bytes then go out in two writes).
+const maxHeldHeader = 8 << 10
 
 // corkFile corks the connection of r (see ConnContext) if rd is a body
 // sent from a file and r is HTTP/1.x, and returns it for uncork, or nil.

@@ -441,6 +441,18 @@ func requestURL(r *http.Request) *url.URL {
 	return &u
 }
 
+// requestKey is memKey(requestURL(r)) without copying the URL.
+func requestKey(r *http.Request) string {
+	if r == nil || r.URL == nil {
+		return "/"
+	}
+	host := r.Host
+	if host == "" {
+		host = r.URL.Host
+	}
+	return strings.ToLower(host) + r.URL.EscapedPath()
+}
+
 // memKey identifies a URI in the policy's memory: lower-cased host and
 // escaped path, without the query.
 func memKey(u *url.URL) string {

@@ -101,6 +101,11 @@ type Prefetcher struct {
 	segments  *lru[string, segRef]
 	state     *lru[string, uint8] // segment key → prefetch state
 
+	// learned is set once a media playlist has been seen: until then no
+	// request can be a segment to prefetch after, and the per-request
+	// hooks return at once.
+	learned atomic.Bool
+
 	scheduled, prefetched, hits, failed, dropped, idle atomic.Uint64
 }
 
@@ -202,13 +207,13 @@ func (p *Prefetcher) ObservePlaylist(r *http.Request, pl *Playlist) {
 		return
 	}
 	p.init()
-	u := requestURL(r)
-	key := memKey(u)
+	key := requestKey(r)
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.closed {
 		return
 	}
+	p.learned.Store(true)
 	rd, ok := p.playlists.get(key)
 	if !ok {
 		rd = &rendition{wantUpTo: -1}
@@ -241,13 +246,18 @@ func (p *Prefetcher) watched(rd *rendition) bool {
 // Observe notes a client request: it marks its rendition watched and, for
 // a known segment N, schedules N+1…N+Ahead. It never blocks.
 func (p *Prefetcher) Observe(r *http.Request) {
-	if r.Method != http.MethodGet {
+	if r.Method != http.MethodGet || !p.learned.Load() {
 		return
 	}
 	p.init()
-	key := memKey(requestURL(r))
+	key := requestKey(r)
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	p.observeLocked(key)
+}
+
+// observeLocked notes a client request for key; p.mu is held.
+func (p *Prefetcher) observeLocked(key string) {
 	if p.closed {
 		return
 	}
@@ -351,24 +361,25 @@ func (p *Prefetcher) run(job prefetchJob) {
 	p.prefetched.Add(1)
 }
 
-// OnRecord counts prefetch hits and, for client requests the Prefetcher
-// did not see through Wrap, triggers prefetches; wire it to
-// cache.Cache.OnRecord (chain it with your own hook if you have one).
+// OnRecord counts prefetch hits and, unless the Prefetcher sees client
+// requests through Wrap (then it leaves that to Wrap), notes the request as
+// Observe does; wire it to cache.Cache.OnRecord (chain it with your own
+// hook if you have one).
 func (p *Prefetcher) OnRecord(r *http.Request, rec cache.Record) {
-	if rec.Prefetch || r.Method != http.MethodGet {
+	if rec.Prefetch || r.Method != http.MethodGet || !p.learned.Load() {
 		return
 	}
 	p.init()
-	key := memKey(requestURL(r))
+	key := requestKey(r)
 	p.mu.Lock()
+	defer p.mu.Unlock()
 	st, ok := p.state.peek(key)
 	hit := rec.Disposition == cache.Hit || rec.Disposition == cache.HitStale || rec.Disposition == cache.Collapsed
 	if ok && st != stCounted && hit && rec.Err == nil {
 		p.state.put(key, stCounted)
 		p.hits.Add(1)
 	}
-	p.mu.Unlock()
-	p.Observe(r)
+	p.observeLocked(key) // a no-op for a request Wrap already saw
 }
 
 // Wrap returns a handler that notes every client request (see

@@ -37,10 +37,19 @@ func WithCircuitID(ctx context.Context, id uint32) context.Context {
 }
 
 // ConnCircuitID returns the circuit id of a connection accepted from a
-// [Listener] with circuit-id export.
+// [Listener] with circuit-id export, looking through wrappers that expose
+// the connection under them with NetConn (as crypto/tls and
+// cache.NewListener do).
 func ConnCircuitID(c net.Conn) (uint32, bool) {
-	if cc, ok := c.(*circuitConn); ok {
-		return cc.id, true
+	for range 4 {
+		switch x := c.(type) {
+		case *circuitConn:
+			return x.id, true
+		case interface{ NetConn() net.Conn }:
+			c = x.NetConn()
+		default:
+			return 0, false
+		}
 	}
 	return 0, false
 }

@@ -213,8 +213,20 @@ func TestCircuitConnReadFrom(t *testing.T) {
 	if nc, ok := conn.(interface{ NetConn() net.Conn }); !ok || nc.NetConn() != raw {
 		t.Error("NetConn does not expose the TCP connection")
 	}
+	if id, ok := ConnCircuitID(netConnOf{netConnOf{conn}}); !ok || id != 7 {
+		t.Errorf("ConnCircuitID through two NetConn wrappers = %d, %v; want 7, true", id, ok)
+	}
+	if _, ok := ConnCircuitID(raw); ok {
+		t.Error("ConnCircuitID of a plain TCP connection reports an id")
+	}
 	raw.Close()
 	if b := <-got; !bytes.Equal(b, want) {
 		t.Errorf("peer got %d bytes, want %d", len(b), len(want))
 	}
 }
+
+// netConnOf wraps a connection and exposes it with NetConn, as crypto/tls
+// and cache.NewListener do.
+type netConnOf struct{ net.Conn }
+
+func (w netConnOf) NetConn() net.Conn { return w.Conn }

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/onioncdn/onioncdn/cache"
@@ -327,8 +328,26 @@ func (d *Delivery) Observe(tier string, rec cache.Record) {
 
 // OnRecord returns a cache.Cache.OnRecord hook that observes tier's
 // records. Chain it with other hooks with [Chain].
+// The hook resolves each disposition's histograms once, not per request.
 func (d *Delivery) OnRecord(tier string) func(*http.Request, cache.Record) {
-	return func(_ *http.Request, rec cache.Record) { d.Observe(tier, rec) }
+	var obs sync.Map // disposition label → *[2]prometheus.Observer
+	return func(_ *http.Request, rec cache.Record) {
+		if rec.Prefetch {
+			return
+		}
+		disp := dispositionLabel(rec.Disposition)
+		v, ok := obs.Load(disp)
+		if !ok {
+			v, _ = obs.LoadOrStore(disp, &[2]prometheus.Observer{
+				d.delivery.WithLabelValues(tier, disp), d.wait.WithLabelValues(tier, disp),
+			})
+		}
+		o := v.(*[2]prometheus.Observer)
+		o[0].Observe(rec.Delivery.Seconds())
+		if rec.Upstream > 0 {
+			o[1].Observe(rec.Upstream.Seconds())
+		}
+	}
 }
 
 // Chain returns an OnRecord hook calling each non-nil hook in order.

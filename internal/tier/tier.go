@@ -278,7 +278,7 @@ func New(cfg Config) (*Tier, error) {
 	t.Handler = h
 	t.srv = &http.Server{
 		Handler:           h,
-		ConnContext:       cache.ConnContext, // corks file-backed hits into full TCP segments
+		ConnContext:       cache.ConnContext, // with cache.NewListener in Serve: small hits in one write, file-backed ones corked
 		ReadHeaderTimeout: 30 * time.Second,
 		IdleTimeout:       5 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
@@ -292,7 +292,7 @@ func (t *Tier) Warm(ctx context.Context) error { return t.Transport.Warm(ctx) }
 
 // Serve serves the tier on ln until Shutdown; it may be called for several
 // listeners at once. It returns http.ErrServerClosed after Shutdown.
-func (t *Tier) Serve(ln net.Listener) error { return t.srv.Serve(ln) }
+func (t *Tier) Serve(ln net.Listener) error { return t.srv.Serve(cache.NewListener(ln)) }
 
 // Shutdown stops the tier: the agent sends its last (unhealthy) report,
 // the listeners close and requests in progress finish, the cache's fills
