@@ -46,7 +46,9 @@
 //
 // Hits are copied straight from the store to the connection (with
 // sendfile(2) from the disk store): memory does not grow with object size
-// or with the number of clients.
+// or with the number of clients. Served on a [NewListener] with
+// [ConnContext], a small hit (up to [MaxHeldResponse]) leaves in a single
+// write, header and body.
 //
 // # Usage
 //
@@ -54,7 +56,10 @@
 //
 //	u, _ := url.Parse("http://127.0.0.1:18000")
 //	c := &cache.Cache{Upstream: u, Store: store, Name: "edge"}
-//	http.ListenAndServe("127.0.0.1:8080", c)
+//	ln, err := net.Listen("tcp", "127.0.0.1:8080")
+//	...
+//	srv := &http.Server{Handler: c, ConnContext: cache.ConnContext}
+//	srv.Serve(cache.NewListener(ln))
 //
 // On disk, with small objects also kept in memory (hits on them then cost
 // no file system calls; large ones go out with sendfile):

@@ -387,15 +387,14 @@ func (c *Cache) fetch(ctx context.Context, cancel context.CancelFunc, base strin
 		m := *stale.meta
 		m.derived = false
 		m.header = stale.meta.header.Clone()
-		rfc9111.Update304(m.header, resp.Header)
-		m.header.Del("Cache-Status")
+		rfc9111.Update304(m.header, resp.Header) // incl. the upstream's Cache-Status for this validation
 		m.requestTime, m.responseTime = reqTime, respTime
 		if ok, _ := rfc9111.Storable(out, m.status, m.header, m.ttl > 0, c.opts); !ok {
 			// The 304 made the response unstorable (e.g. added private).
 			c.store.Delete(ctx, stale.key)
 			return &flightResult{retry: true, upstream: fr.upstream}, nil
 		}
-		if err := c.store.UpdateMeta(ctx, stale.key, m.encode()); err != nil {
+		if err := c.store.UpdateMeta(ctx, stale.key, stale.obj.Meta(), m.encode()); err != nil {
 			if !errors.Is(err, ErrNotFound) {
 				c.storeError("update", err)
 			}
@@ -427,7 +426,10 @@ func (c *Cache) fetch(ctx context.Context, cancel context.CancelFunc, base strin
 		fr.pass = resp
 		return fr, nil
 	}
-	resp.Header.Del("Cache-Status")
+	// The upstream's Cache-Status members are stored with the response
+	// (RFC 9211 §2: caches preserve the members of the caches before
+	// them); this cache's own member is appended when it is sent, or all
+	// are removed if CacheStatus is off.
 	if resp.StatusCode == http.StatusOK {
 		// Ranges are served from the stored object (see shape).
 		resp.Header["Accept-Ranges"] = []string{"bytes"}

@@ -1,6 +1,7 @@
 package cache
 
 import (
+	"bytes"
 	"container/list"
 	"context"
 	"errors"
@@ -111,6 +112,10 @@ func (s *MemoryStore) removeLocked(e *memEntry) {
 	s.used -= e.size
 }
 
+// errChanged is UpdateMeta's error when the object under the key is no
+// longer the one whose meta the caller passed as prev.
+var errChanged = fmt.Errorf("cache: update meta: object replaced or changed meanwhile: %w", ErrNotFound)
+
 func errFull(n, limit int64) error {
 	return fmt.Errorf("cache: memory store full: %d more bytes do not fit in MaxBytes %d", n, limit)
 }
@@ -159,8 +164,9 @@ func (s *MemoryStore) Create(ctx context.Context, key string, meta []byte) (Writ
 	}, nil
 }
 
-// UpdateMeta implements [Store].
-func (s *MemoryStore) UpdateMeta(ctx context.Context, key string, meta []byte) error {
+// UpdateMeta implements [Store]. The comparison with prev and the update
+// happen under the store's lock.
+func (s *MemoryStore) UpdateMeta(ctx context.Context, key string, prev, meta []byte) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("cache: update meta: %w", err)
 	}
@@ -170,6 +176,9 @@ func (s *MemoryStore) UpdateMeta(ctx context.Context, key string, meta []byte) e
 	e, ok := s.items[key]
 	if !ok {
 		return ErrNotFound
+	}
+	if !bytes.Equal(e.meta, prev) {
+		return errChanged
 	}
 	delta := int64(len(meta) - len(e.meta))
 	if delta > 0 && !s.reserveLocked(delta, e) {

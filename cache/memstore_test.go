@@ -111,7 +111,7 @@ func TestMemoryStoreLRUOrder(t *testing.T) {
 		t.Errorf("Stats = %+v", st)
 	}
 	// UpdateMeta growing an object evicts others, never the object.
-	if err := s.UpdateMeta(t.Context(), "c", make([]byte, 1500)); err != nil {
+	if err := s.UpdateMeta(t.Context(), "c", []byte("m"), make([]byte, 1500)); err != nil {
 		t.Fatal(err)
 	}
 	if st := s.Stats(); st.Bytes != 2499 || st.Objects != 1 { // a and d evicted: 1000 + 1499 > 3000 - 2000
@@ -122,8 +122,10 @@ func TestMemoryStoreLRUOrder(t *testing.T) {
 	} else {
 		o.Close()
 	}
-	if err := s.UpdateMeta(t.Context(), "c", make([]byte, 3000)); err == nil {
+	if err := s.UpdateMeta(t.Context(), "c", make([]byte, 1500), make([]byte, 3000)); err == nil {
 		t.Error("UpdateMeta beyond MaxBytes succeeded")
+	} else if errors.Is(err, cache.ErrNotFound) {
+		t.Errorf("UpdateMeta beyond MaxBytes = %v, want a size error, not ErrNotFound", err)
 	}
 }
 

@@ -569,8 +569,16 @@ func TestHeaderHygiene(t *testing.T) {
 							t.Errorf("client got hop-by-hop %s: %q", k, v)
 						}
 					}
-					if got := res.header.Values("Cache-Status"); len(got) != 1 {
-						t.Errorf("Cache-Status %q: upstream's must not be stored", got)
+					// RFC 9211 §2: the upstream's member is kept, ours follows.
+					if got := res.header.Values("Cache-Status"); len(got) != 2 || got[0] != "origin; hit" || !strings.HasPrefix(got[1], "test; fwd=uri-miss") {
+						t.Errorf("Cache-Status %q, want the upstream's member then ours", got)
+					}
+				}},
+			{status: 200, body: "v1", origin: 1, cs: "hit",
+				check: func(t *testing.T, res result, o *origin) {
+					// Stored with the response: a hit still carries it.
+					if got := res.header.Values("Cache-Status"); len(got) != 2 || got[0] != "origin; hit" || !strings.HasPrefix(got[1], "test; hit") {
+						t.Errorf("Cache-Status %q on a hit, want the stored upstream member then ours", got)
 					}
 				}},
 		}},

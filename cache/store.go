@@ -7,7 +7,9 @@ import (
 )
 
 // ErrNotFound is returned by [Store.Open], [Store.UpdateMeta] and
-// [Store.Delete] when nothing is stored under the key.
+// [Store.Delete] when nothing is stored under the key, and (possibly
+// wrapped) by [Store.UpdateMeta] when the object the caller saw is no
+// longer there. Test for it with errors.Is.
 var ErrNotFound = errors.New("cache: not found")
 
 // Store holds cached objects: an opaque metadata blob (the stored response
@@ -35,12 +37,22 @@ type Store interface {
 	Create(ctx context.Context, key string, meta []byte) (Writer, error)
 
 	// UpdateMeta replaces the metadata of the object stored under key
-	// without touching its body (used after a 304 revalidation).
-	// It applies to whatever object is stored under key when it runs,
-	// which may be newer than the one the caller revalidated; if a
-	// Commit, UpdateMeta or Delete of the same key races it, a store may
-	// let that newer change win and return nil.
-	UpdateMeta(ctx context.Context, key string, meta []byte) error
+	// with meta, without touching its body (used after a 304
+	// revalidation). It is a compare-and-swap: the update takes effect
+	// only if the object stored under key still has metadata byte-equal
+	// (bytes.Equal) to prev. Callers must pass as prev the Meta() of the
+	// Object they opened (and revalidated). If nothing is stored under
+	// key, or the object was replaced, deleted or its metadata changed
+	// since (the object the caller saw is no longer there), UpdateMeta
+	// changes nothing and returns an error wrapping ErrNotFound; so does
+	// a Commit, UpdateMeta or Delete of the same key that races it and
+	// takes effect first.
+	//
+	// prev works as a version token because the cache's metadata always
+	// contains the request and response timestamps of the fill (or
+	// revalidation) that wrote it: two fills never write equal metadata,
+	// so an object replaced by a new fill never matches the old prev.
+	UpdateMeta(ctx context.Context, key string, prev, meta []byte) error
 
 	// Delete removes the object stored under key. Readers that already
 	// opened it may finish reading it.
@@ -50,7 +62,8 @@ type Store interface {
 // Object is an open stored object. It stays readable until Close, even if
 // it is deleted, replaced or evicted meanwhile.
 type Object interface {
-	// Meta returns the metadata given to Create or UpdateMeta.
+	// Meta returns the metadata given to Create or UpdateMeta. It is
+	// what a caller passes as prev to [Store.UpdateMeta].
 	// The caller must not modify the returned slice.
 	Meta() []byte
 	// Size returns the length of the body in bytes.

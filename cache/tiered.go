@@ -122,13 +122,15 @@ func (s *TieredStore) Create(ctx context.Context, key string, meta []byte) (Writ
 	return &tieredWriter{Writer: w, s: s, key: key}, nil
 }
 
-// UpdateMeta implements [Store].
-func (s *TieredStore) UpdateMeta(ctx context.Context, key string, meta []byte) error {
+// UpdateMeta implements [Store]: the compare-and-swap runs on Slow (a fast
+// copy holds the same meta as the Slow object it was copied from), and the
+// fast copy is dropped.
+func (s *TieredStore) UpdateMeta(ctx context.Context, key string, prev, meta []byte) error {
 	s.init()
 	if s.Slow == nil {
 		return errNoSlow
 	}
-	err := s.Slow.UpdateMeta(ctx, key, meta)
+	err := s.Slow.UpdateMeta(ctx, key, prev, meta)
 	if ctx.Err() == nil {
 		s.changed(ctx, key)
 	}

@@ -72,11 +72,22 @@ func TestTieredStoreCopies(t *testing.T) {
 	if _, b, err := get(t, fast, "small"); err != nil || b != "abc" {
 		t.Fatalf("small object not in Fast: %q %v", b, err)
 	}
-	if err := s.UpdateMeta(t.Context(), "small", []byte("m2")); err != nil {
+	if err := s.UpdateMeta(t.Context(), "small", []byte("m1"), []byte("m2")); err != nil {
 		t.Fatal(err)
+	}
+	if _, err := fast.Open(t.Context(), "small"); !errors.Is(err, cache.ErrNotFound) {
+		t.Errorf("fast copy kept after UpdateMeta: %v", err)
 	}
 	if m, b, err := get(t, s, "small"); err != nil || m != "m2" || b != "abc" {
 		t.Errorf("after UpdateMeta: %q %q %v", m, b, err)
+	}
+	// A stale prev is refused by Slow even while Fast holds a copy (made
+	// by the get above).
+	if err := s.UpdateMeta(t.Context(), "small", []byte("m1"), []byte("stale")); !errors.Is(err, cache.ErrNotFound) {
+		t.Errorf("UpdateMeta with a stale prev = %v, want ErrNotFound", err)
+	}
+	if m, b, err := get(t, s, "small"); err != nil || m != "m2" || b != "abc" {
+		t.Errorf("after a refused UpdateMeta: %q %q %v", m, b, err)
 	}
 	put(t, s, "small", "m3", "xyz")
 	if m, b, err := get(t, s, "small"); err != nil || m != "m3" || b != "xyz" {

@@ -130,7 +130,7 @@ func child(mode, dir string) error {
 			return err
 		}
 		// UpdateMeta must copy the 1.5 MiB body: that fails too.
-		if err := s.UpdateMeta(ctx, crashKey, []byte("new meta")); err == nil ||
+		if err := s.UpdateMeta(ctx, crashKey, metaFor(1, 1536<<10), []byte("new meta")); err == nil || errors.Is(err, cache.ErrNotFound) ||
 			!strings.HasPrefix(err.Error(), "diskstore: ") {
 			return fmt.Errorf("UpdateMeta past RLIMIT_FSIZE = %v, want a diskstore error", err)
 		}

@@ -1,6 +1,7 @@
 package diskstore
 
 import (
+	"bytes"
 	"cmp"
 	"container/list"
 	"context"
@@ -698,12 +699,15 @@ func (s *Store) writeFailed(op, h string, err error) error {
 	return fmt.Errorf("diskstore: %s: %w", op, err)
 }
 
-// UpdateMeta implements [cache.Store]. It writes a new entry file with the
-// new meta and a copy of the body (copy_file_range(2) where available) and
-// moves it into place. If the object is replaced, updated or deleted while
-// UpdateMeta runs, that newer change wins: UpdateMeta then discards its copy
-// and returns nil, as if it had taken effect just before the change.
-func (s *Store) UpdateMeta(ctx context.Context, key string, meta []byte) error {
+// UpdateMeta implements [cache.Store]. If the meta of the entry stored
+// under key is byte-equal to prev, it writes a new entry file with the new
+// meta and a copy of the body (copy_file_range(2) where available) and
+// moves it into place. If the meta differs (the object the caller saw was
+// replaced or updated), it writes nothing and returns an error wrapping
+// [cache.ErrNotFound]. If the object is replaced, updated or deleted while
+// UpdateMeta copies it, that newer change wins: UpdateMeta then discards
+// its copy and also returns an error wrapping [cache.ErrNotFound].
+func (s *Store) UpdateMeta(ctx context.Context, key string, prev, meta []byte) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("diskstore: update meta: %w", err)
 	}
@@ -726,6 +730,9 @@ func (s *Store) UpdateMeta(ctx context.Context, key string, meta []byte) error {
 		return err
 	}
 	defer old.Close()
+	if !bytes.Equal(old.Meta(), prev) {
+		return errChanged
+	}
 
 	nh := old.h
 	nh.metaLen = uint32(len(meta))
@@ -765,11 +772,19 @@ func (s *Store) UpdateMeta(ctx context.Context, key string, meta []byte) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("diskstore: update meta: %w", err)
 	}
-	if err := w.install(e); err != nil && !errors.Is(err, cache.ErrNotFound) {
+	if err := w.install(e); err != nil {
+		if errors.Is(err, cache.ErrNotFound) {
+			// A newer Commit, UpdateMeta or Delete replaced e.
+			return errChanged
+		}
 		return err
 	}
 	return nil
 }
+
+// errChanged is UpdateMeta's error when the entry under the key is no
+// longer the one whose meta the caller passed as prev.
+var errChanged = fmt.Errorf("diskstore: update meta: object replaced or changed meanwhile: %w", cache.ErrNotFound)
 
 // Delete implements [cache.Store].
 func (s *Store) Delete(ctx context.Context, key string) error {

@@ -8,11 +8,15 @@
 // promise on top of them (documented on [Run]): lookups of missing keys,
 // round trips of metadata and body (including [cache.Object.Reader] at edge
 // offsets), invisibility before Commit, Abort and Close without Commit
-// keeping the previous object, replacement, [cache.Store.UpdateMeta],
-// Delete, objects that stay readable after being deleted or replaced,
+// keeping the previous object, replacement, [cache.Store.UpdateMeta] with
+// the previous meta as prev, UpdateMeta's compare-and-swap (a stale prev,
+// after the object was replaced, updated or deleted, returns
+// [cache.ErrNotFound] and leaves the stored object, or its absence, as it
+// was), Delete, objects that stay readable after being deleted or replaced,
 // reading a body while it is being written, concurrent writers of one key,
 // cancelled contexts, multi-megabyte and empty bodies, and a concurrent
-// stress run meant for the race detector.
+// stress run meant for the race detector (in which updates racing Commits
+// must never put one write's meta on another's body).
 //
 // # Usage
 //

@@ -12,6 +12,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/onioncdn/onioncdn/cache"
@@ -50,6 +51,7 @@ func Run(t *testing.T, newStore func(t *testing.T) cache.Store) {
 		{"writer_states", testWriterStates},
 		{"replace", testReplace},
 		{"update_meta", testUpdateMeta},
+		{"update_meta_stale_prev", testUpdateMetaStalePrev},
 		{"delete", testDelete},
 		{"object_survives_delete", testObjectSurvivesDelete},
 		{"object_survives_replace", testObjectSurvivesReplace},
@@ -208,8 +210,10 @@ func wantNotFound(t testing.TB, s cache.Store, key string) {
 func testOpenMissing(t *testing.T, s cache.Store) {
 	ctx := t.Context()
 	wantNotFound(t, s, "missing")
-	if err := s.UpdateMeta(ctx, "missing", []byte("m")); !errors.Is(err, cache.ErrNotFound) {
-		t.Errorf("UpdateMeta(missing) = %v, want ErrNotFound", err)
+	for _, prev := range [][]byte{nil, []byte("m")} {
+		if err := s.UpdateMeta(ctx, "missing", prev, []byte("m")); !errors.Is(err, cache.ErrNotFound) {
+			t.Errorf("UpdateMeta(missing, prev %q) = %v, want ErrNotFound", prev, err)
+		}
 	}
 	if err := s.Delete(ctx, "missing"); !errors.Is(err, cache.ErrNotFound) {
 		t.Errorf("Delete(missing) = %v, want ErrNotFound", err)
@@ -378,7 +382,7 @@ func testInvisibleBeforeCommit(t *testing.T, s cache.Store) {
 	wantNotFound(t, s, "k")
 	writeAll(t, w, pattern(1, 100), 10)
 	wantNotFound(t, s, "k")
-	if err := s.UpdateMeta(ctx, "k", []byte("x")); !errors.Is(err, cache.ErrNotFound) {
+	if err := s.UpdateMeta(ctx, "k", metaFor(1, 100, 0), []byte("x")); !errors.Is(err, cache.ErrNotFound) {
 		t.Fatalf("UpdateMeta before Commit = %v, want ErrNotFound", err)
 	}
 	if err := w.Commit(ctx); err != nil {
@@ -513,16 +517,30 @@ func testUpdateMeta(t *testing.T, s cache.Store) {
 		t.Fatal(err)
 	}
 	defer before.Close()
+	prev := metaFor(1, len(body), 0)
 	for _, m := range [][]byte{
 		metaFor(1, len(body), 1),
 		bytes.Repeat([]byte("longer meta "), 500),
 		{},
 		metaFor(1, len(body), 2),
+		metaFor(1, len(body), 3),
 	} {
-		if err := s.UpdateMeta(ctx, "k", m); err != nil {
-			t.Fatalf("UpdateMeta: %v", err)
+		// Each update passes the meta of the object as the caller
+		// last opened it.
+		o, err := s.Open(ctx, "k")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(o.Meta(), prev) {
+			t.Fatalf("meta before update = %q, want %q", o.Meta(), prev)
+		}
+		err = s.UpdateMeta(ctx, "k", o.Meta(), m)
+		o.Close()
+		if err != nil {
+			t.Fatalf("UpdateMeta(prev %.20q, meta %.20q): %v", prev, m, err)
 		}
 		wantObject(t, s, "k", m, body)
+		prev = m
 	}
 	// An object opened before the update keeps its meta and body.
 	if !bytes.Equal(before.Meta(), metaFor(1, len(body), 0)) {
@@ -532,6 +550,66 @@ func testUpdateMeta(t *testing.T, s cache.Store) {
 		t.Error("body of an Object opened before UpdateMeta changed")
 	}
 	wantObject(t, s, "other", metaFor(2, 10, 0), pattern(2, 10))
+}
+
+// testUpdateMetaStalePrev: UpdateMeta is a compare-and-swap on the meta.
+// With the meta of an object the caller opened before it was replaced,
+// updated or deleted, it returns ErrNotFound and changes nothing (this is
+// what keeps a 304's merged header off a body that a concurrent fill
+// stored meanwhile).
+func testUpdateMetaStalePrev(t *testing.T, s cache.Store) {
+	ctx := t.Context()
+	const n = 30_000
+	check := func(err error, what string) {
+		t.Helper()
+		if !errors.Is(err, cache.ErrNotFound) {
+			t.Fatalf("UpdateMeta %s = %v, want an error wrapping ErrNotFound", what, err)
+		}
+	}
+
+	// Replaced by a new Commit: the replacement has the same body length
+	// and a meta of the same length, so only the meta bytes differ.
+	put(t, s, "k", metaFor(1, n, 0), pattern(1, n), 4096)
+	seen, err := s.Open(ctx, "k")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer seen.Close()
+	put(t, s, "k", metaFor(2, n, 0), pattern(2, n), 4096)
+	check(s.UpdateMeta(ctx, "k", seen.Meta(), metaFor(1, n, 1)), "after a replacing Commit")
+	wantObject(t, s, "k", metaFor(2, n, 0), pattern(2, n))
+
+	// Replaced by a Commit with a body of another length.
+	put(t, s, "k", metaFor(3, 100, 0), pattern(3, 100), 0)
+	check(s.UpdateMeta(ctx, "k", metaFor(2, n, 0), metaFor(2, n, 1)), "after a second replacing Commit")
+	wantObject(t, s, "k", metaFor(3, 100, 0), pattern(3, 100))
+
+	// Meta changed by another UpdateMeta: only the first of two updates
+	// from the same prev succeeds.
+	if err := s.UpdateMeta(ctx, "k", metaFor(3, 100, 0), metaFor(3, 100, 1)); err != nil {
+		t.Fatalf("UpdateMeta with the current meta: %v", err)
+	}
+	check(s.UpdateMeta(ctx, "k", metaFor(3, 100, 0), metaFor(3, 100, 2)), "with the meta from before another update")
+	wantObject(t, s, "k", metaFor(3, 100, 1), pattern(3, 100))
+	check(s.UpdateMeta(ctx, "k", nil, metaFor(3, 100, 3)), "with a nil prev")
+	wantObject(t, s, "k", metaFor(3, 100, 1), pattern(3, 100))
+
+	// The object the caller opened is unaffected by all of this.
+	if !bytes.Equal(seen.Meta(), metaFor(1, n, 0)) {
+		t.Errorf("meta of the Object opened before the replacement changed to %q", seen.Meta())
+	}
+	if got := readObject(t, seen); !bytes.Equal(got, pattern(1, n)) {
+		t.Error("body of the Object opened before the replacement changed")
+	}
+
+	// Deleted: the update must not recreate the key.
+	put(t, s, "d", metaFor(4, 500, 0), pattern(4, 500), 0)
+	if err := s.Delete(ctx, "d"); err != nil {
+		t.Fatal(err)
+	}
+	check(s.UpdateMeta(ctx, "d", metaFor(4, 500, 0), metaFor(4, 500, 1)), "after Delete")
+	wantNotFound(t, s, "d")
+	wantObject(t, s, "k", metaFor(3, 100, 1), pattern(3, 100))
 }
 
 func testDelete(t *testing.T, s cache.Store) {
@@ -880,7 +958,7 @@ func testContextCancelled(t *testing.T, s cache.Store) {
 		}
 		t.Errorf("Create with a cancelled context = %v, want context.Canceled", err)
 	}
-	if err := s.UpdateMeta(ctx, "k", []byte("changed")); !errors.Is(err, context.Canceled) {
+	if err := s.UpdateMeta(ctx, "k", metaFor(1, 100, 0), []byte("changed")); !errors.Is(err, context.Canceled) {
 		t.Errorf("UpdateMeta with a cancelled context = %v, want context.Canceled", err)
 	}
 	if err := s.Delete(ctx, "k"); !errors.Is(err, context.Canceled) {
@@ -993,7 +1071,7 @@ func testCopiesInputs(t *testing.T, s cache.Store) {
 	}
 	wantObject(t, s, "k", []byte("original meta"), []byte("original body"))
 	upd := []byte("updated meta")
-	if err := s.UpdateMeta(ctx, "k", upd); err != nil {
+	if err := s.UpdateMeta(ctx, "k", []byte("original meta"), upd); err != nil {
 		t.Fatal(err)
 	}
 	copy(upd, "CHANGED")
@@ -1045,6 +1123,7 @@ func testStress(t *testing.T, s cache.Store) {
 	)
 	keys := []string{"s0", "s1", "s2"}
 	put(t, s, "u", metaFor(-1, 4000, 0), pattern(-1, 4000), 0)
+	var uAttempts, uUpdates atomic.Int64
 	var wg sync.WaitGroup
 	for g := range goroutines {
 		wg.Go(func() {
@@ -1053,7 +1132,7 @@ func testStress(t *testing.T, s cache.Store) {
 			for i := range iterations {
 				key := keys[rng.IntN(len(keys))]
 				id := g*iterations + i
-				switch rng.IntN(6) {
+				switch rng.IntN(7) {
 				case 0, 1:
 					n := rng.IntN(50_000)
 					w, err := s.Create(ctx, key, metaFor(id, n, 0))
@@ -1078,14 +1157,20 @@ func testStress(t *testing.T, s cache.Store) {
 						t.Errorf("Delete: %v", err)
 					}
 				case 5:
-					// UpdateMeta has no compare-and-swap: it applies to
-					// whatever is stored when it runs. So it runs on a
-					// key only ever written here, with the same id and
-					// length, racing readers and other updates.
-					if err := s.UpdateMeta(ctx, "u", metaFor(-1, 4000, id)); err != nil {
-						t.Errorf("UpdateMeta: %v", err)
+					// Updates of a key only ever updated, racing
+					// readers and each other: with a compare-and-swap,
+					// an update fails only because another succeeded.
+					if updateSeen(t, s, "u", id, &uUpdates) {
+						uAttempts.Add(1)
 					}
 					checkConsistent(t, s, "u")
+				case 6:
+					// An update with the id and length of the object
+					// opened: if a Commit replaced it meanwhile, the
+					// compare-and-swap must fail, or checkConsistent
+					// finds the old meta on the new body.
+					updateSeen(t, s, key, id, nil)
+					checkConsistent(t, s, key)
 				}
 			}
 		})
@@ -1097,4 +1182,41 @@ func testStress(t *testing.T, s cache.Store) {
 	if _, found := checkConsistent(t, s, "u"); !found {
 		t.Error("key u lost")
 	}
+	if uAttempts.Load() > 0 && uUpdates.Load() == 0 {
+		t.Errorf("all %d updates of key u failed", uAttempts.Load())
+	}
+}
+
+// updateSeen opens key and, if found, updates its meta to the same id and
+// length with update counter op+1 (unique to this operation), passing the
+// meta it opened as prev. It reports whether it attempted the update, and
+// counts successes in ok (if not nil). ErrNotFound (the object changed
+// meanwhile) is expected; other errors are reported.
+func updateSeen(t testing.TB, s cache.Store, key string, op int, ok *atomic.Int64) bool {
+	ctx := context.Background()
+	o, err := s.Open(ctx, key)
+	if errors.Is(err, cache.ErrNotFound) {
+		return false
+	}
+	if err != nil {
+		t.Errorf("Open(%q): %v", key, err)
+		return false
+	}
+	prev := bytes.Clone(o.Meta())
+	o.Close()
+	id, n, _, err := parseMeta(prev)
+	if err != nil {
+		t.Error(err)
+		return false
+	}
+	err = s.UpdateMeta(ctx, key, prev, metaFor(id, n, op+1))
+	switch {
+	case err == nil:
+		if ok != nil {
+			ok.Add(1)
+		}
+	case !errors.Is(err, cache.ErrNotFound):
+		t.Errorf("UpdateMeta(%q): %v", key, err)
+	}
+	return true
 }
