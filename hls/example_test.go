@@ -74,7 +74,7 @@ func ExamplePrefetcher() {
 			return err.Error()
 		}
 		resp.Body.Close()
-		return hls.Disposition(resp.Header.Get("Cache-Status"))
+		return hls.Disposition(strings.Join(resp.Header.Values("Cache-Status"), ", "))
 	}
 	get("/240p/index.m3u8")
 	get("/240p/seg0.ts")

@@ -31,7 +31,7 @@ func get(t *testing.T, url string) (string, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return string(b), resp.Header.Get("Cache-Status")
+	return string(b), strings.Join(resp.Header.Values("Cache-Status"), ", ")
 }
 
 // scrape serves reg through Handler and returns the exposition text.

@@ -42,7 +42,7 @@ func fetch(t *testing.T, url string) (int, string, string) {
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b), resp.Header.Get("Cache-Status")
+	return resp.StatusCode, string(b), strings.Join(resp.Header.Values("Cache-Status"), ", ")
 }
 
 // TestChain builds origin ← midtier (disk store) ← edge (HLS, agent,
@@ -99,7 +99,8 @@ func TestChain(t *testing.T) {
 	if code != 200 || body != "segment /v/seg0.ts" {
 		t.Fatalf("got %d %q", code, body)
 	}
-	if !strings.Contains(cs, "edge; fwd=uri-miss") || len(between) != 1 || !strings.HasPrefix(between[0], "mid; fwd=uri-miss") {
+	// The midtier's member is kept and comes first (RFC 9211 §2).
+	if !strings.HasPrefix(cs, "mid; fwd=uri-miss") || !strings.Contains(cs, ", edge; fwd=uri-miss") || len(between) != 1 || !strings.HasPrefix(between[0], "mid; fwd=uri-miss") {
 		t.Fatalf("first fetch Cache-Status %q, between tiers %q: want misses at both tiers", cs, between)
 	}
 	// Wait until the fill is committed, so that the next request is a hit
