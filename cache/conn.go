@@ -37,23 +37,33 @@ func ConnContext(ctx context.Context, c net.Conn) context.Context {
 }
 
 // tcpConnFrom returns the TCP connection ConnContext recorded in ctx,
-// looking through wrappers that expose theirs with NetConn (crypto/tls) or
-// Raw (github.com/pires/go-proxyproto), or nil.
+// looking through wrappers that expose theirs with NetConn (crypto/tls,
+// NewListener) or Raw (github.com/pires/go-proxyproto), or nil.
 func tcpConnFrom(ctx context.Context) *net.TCPConn {
+	c, _ := connFrom[*net.TCPConn](ctx)
+	return c
+}
+
+// connFrom returns the connection of type T that ConnContext recorded in
+// ctx, or that one recorded there wraps (at most three wrappers deep).
+func connFrom[T net.Conn](ctx context.Context) (T, bool) {
 	c, _ := ctx.Value(connKey{}).(net.Conn)
 	for range 4 {
+		if t, ok := c.(T); ok {
+			return t, true
+		}
 		switch x := c.(type) {
-		case *net.TCPConn:
-			return x
 		case interface{ NetConn() net.Conn }:
 			c = x.NetConn()
 		case interface{ Raw() net.Conn }:
 			c = x.Raw()
 		default:
-			return nil
+			var zero T
+			return zero, false
 		}
 	}
-	return nil
+	var zero T
+	return zero, false
 }
 
 // NewListener returns a listener whose connections let a [Cache] send a
@@ -240,21 +250,8 @@ func (c *heldConn) CloseWrite() error {
 type writerOnly struct{ io.Writer }
 
 // heldConnFrom returns the connection from NewListener that ConnContext
-// recorded in ctx, or nil,
-// looking through wrappers as tcpConnFrom does.
+// recorded in ctx (or one wrapping it), or nil.
 func heldConnFrom(ctx context.Context) *heldConn {
-	c, _ := ctx.Value(connKey{}).(net.Conn)
-	for range 4 {
-		switch x := c.(type) {
-		case *heldConn:
-			return x
-		case interface{ NetConn() net.Conn }:
-			c = x.NetConn()
-		case interface{ Raw() net.Conn }:
-			c = x.Raw()
-		default:
-			return nil
-		}
-	}
-	return nil
+	c, _ := connFrom[*heldConn](ctx)
+	return c
 }

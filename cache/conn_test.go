@@ -46,6 +46,20 @@ func (c *countingConn) ReadFrom(r io.Reader) (int64, error) {
 	return c.TCPConn.ReadFrom(r)
 }
 
+// staticOrigin serves body with a Content-Length, cacheable for an hour,
+// and returns its URL.
+func staticOrigin(t *testing.T, body []byte) *url.URL {
+	t.Helper()
+	origin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "max-age=3600")
+		w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+		w.Write(body)
+	}))
+	t.Cleanup(origin.Close)
+	u, _ := url.Parse(origin.URL)
+	return u
+}
+
 // TestNewListenerOneWrite: on a connection from NewListener with
 // ConnContext, a stored response up to MaxHeldResponse leaves in a single
 // write, header and body, whether the body is in memory or in a file (no
@@ -73,13 +87,7 @@ func TestNewListenerOneWrite(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			body := bytes.Repeat([]byte("0123456789abcdef"), tt.size/16)
-			origin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				w.Header().Set("Cache-Control", "max-age=3600")
-				w.Header().Set("Content-Length", strconv.Itoa(len(body)))
-				w.Write(body)
-			}))
-			t.Cleanup(origin.Close)
-			u, _ := url.Parse(origin.URL)
+			u := staticOrigin(t, body)
 			var store Store = &MemoryStore{}
 			if tt.file {
 				store = fileStore{&MemoryStore{}, t.TempDir()}
@@ -140,13 +148,7 @@ func (s truncStore) Open(ctx context.Context, key string) (Object, error) {
 func TestNewListenerFailedBodySendsNothing(t *testing.T) {
 	t.Parallel()
 	body := bytes.Repeat([]byte("x"), 10<<10)
-	origin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Cache-Control", "max-age=3600")
-		w.Header().Set("Content-Length", strconv.Itoa(len(body)))
-		w.Write(body)
-	}))
-	t.Cleanup(origin.Close)
-	u, _ := url.Parse(origin.URL)
+	u := staticOrigin(t, body)
 	c := &Cache{Upstream: u, Store: truncStore{fileStore{&MemoryStore{}, t.TempDir()}}}
 	srv := httptest.NewUnstartedServer(c)
 	srv.Listener = NewListener(srv.Listener)
