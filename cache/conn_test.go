@@ -125,6 +125,38 @@ func TestNewListenerOneWrite(t *testing.T) {
 	}
 }
 
+// TestNewListenerUnflushableWriter: behind a ResponseWriter wrapper that
+// cannot flush (no Flush, no Unwrap), held hits still arrive complete.
+func TestNewListenerUnflushableWriter(t *testing.T) {
+	t.Parallel()
+	for _, size := range []int{3 << 10, 10 << 10, 60 << 10} {
+		body := bytes.Repeat([]byte("y"), size)
+		c := &Cache{Upstream: staticOrigin(t, body)}
+		srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			c.ServeHTTP(struct{ http.ResponseWriter }{w}, r)
+		}))
+		srv.Listener = NewListener(srv.Listener)
+		srv.Config.ConnContext = ConnContext
+		srv.Start()
+		t.Cleanup(srv.Close)
+		for i := range 2 {
+			resp, err := srv.Client().Get(srv.URL + "/obj")
+			if err != nil {
+				t.Fatalf("%d bytes, request %d: %v", size, i, err)
+			}
+			got, err := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if err != nil || !bytes.Equal(got, body) {
+				t.Fatalf("%d bytes, request %d: got %d bytes, err %v", size, i, len(got), err)
+			}
+			c.Shutdown(t.Context()) // the fill is stored before the next request
+		}
+		if h := c.Stats().Hits; h != 1 {
+			t.Errorf("%d bytes: %d hits, want 1", size, h)
+		}
+	}
+}
+
 // truncStore serves file bodies cut to half their length after Open, as
 // if the file had been damaged under the cache.
 type truncStore struct{ fileStore }

@@ -335,7 +335,12 @@ func (c *Cache) writeReply(w http.ResponseWriter, r *http.Request, rp *reply, re
 			n, err = io.Copy(w, rd)
 		}
 		if hc != nil && err == nil && n == rp.n {
-			if err = http.NewResponseController(w).Flush(); err == nil {
+			// Push what net/http still buffers into the held bytes, then
+			// send them. A ResponseWriter wrapper that cannot flush leaves
+			// the tail to net/http (sent after the handler returns).
+			if ferr := http.NewResponseController(w).Flush(); ferr != nil && !errors.Is(ferr, http.ErrNotSupported) {
+				err = ferr
+			} else {
 				err = hc.release()
 			}
 		}
