@@ -2,6 +2,7 @@ package cache
 
 import (
 	"context"
+	"crypto/tls"
 	"io"
 	"net"
 	"slices"
@@ -83,7 +84,10 @@ func connFrom[T net.Conn](ctx context.Context) (T, bool) {
 //	srv.Serve(cache.NewListener(ln))
 //
 // Connections keep ln's ReadFrom (sendfile) and expose the accepted
-// connection with NetConn, as crypto/tls does.
+// connection with NetConn, as crypto/tls does. Wrap the listener that
+// accepts plain connections (TCP, onion) and put TLS on top, if any:
+// net/http must see a *tls.Conn to serve TLS, so connections that already
+// speak TLS (ConnectionState) are passed through unwrapped.
 func NewListener(ln net.Listener) net.Listener {
 	l := &listener{Listener: ln}
 	l.bufs.New = func() any { b := make([]byte, 0, 16<<10); return &b }
@@ -97,7 +101,7 @@ const MaxHeldResponse = 64<<10 + 8<<10
 
 type listener struct {
 	net.Listener
-	bufs sync.Pool // *[]byte of capacity up to maxPooledHold
+	bufs sync.Pool // *[]byte; buffers that grew past MaxHeldResponse are dropped
 }
 
 func (l *listener) Accept() (net.Conn, error) {
@@ -105,44 +109,57 @@ func (l *listener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
+	if _, isTLS := c.(interface{ ConnectionState() tls.ConnectionState }); isTLS {
+		return c, nil
+	}
 	return &heldConn{Conn: c, bufs: &l.bufs}, nil
 }
 
 // heldConn is a connection that can hold back writes and send them in one.
-// hold and release are called by the goroutine serving the request, which
-// is the one that writes; the mutex only keeps other goroutines' Writes
-// (net/http writes nothing from them today) consistent.
+// A Cache holds it from the goroutine serving the request, which is the
+// one net/http writes the response from; mu serializes every write, so
+// that bytes from any other goroutine (a TLS key update, say) never go out
+// between or before held ones.
 type heldConn struct {
 	net.Conn
-	bufs *sync.Pool
-	mu   sync.Mutex
-	held *[]byte // non-nil while holding
+	bufs   *sync.Pool
+	mu     sync.Mutex
+	held   *[]byte // non-nil while holding
+	failed bool    // a held response was discarded: the connection is dead
 }
 
 // NetConn returns the connection accepted from the wrapped listener.
 func (c *heldConn) NetConn() net.Conn { return c.Conn }
 
-// hold starts holding back writes until release.
-func (c *heldConn) hold() {
+// hold starts holding back writes until release or discard. It reports
+// false, and holds nothing, if writes are held already (by another
+// response: only one may hold) or the connection failed.
+func (c *heldConn) hold() bool {
 	c.mu.Lock()
-	if c.held == nil {
-		b := c.bufs.Get().(*[]byte)
-		*b = (*b)[:0]
-		c.held = b
+	defer c.mu.Unlock()
+	if c.held != nil || c.failed {
+		return false
 	}
-	c.mu.Unlock()
+	b := c.bufs.Get().(*[]byte)
+	*b = (*b)[:0]
+	c.held = b
+	return true
 }
 
 // release stops holding back writes and sends what was held in one write.
-// It is idempotent.
+// It is a no-op if nothing is held.
 func (c *heldConn) release() error {
 	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.releaseLocked()
+}
+
+func (c *heldConn) releaseLocked() error {
 	b := c.held
-	c.held = nil
-	c.mu.Unlock()
 	if b == nil {
 		return nil
 	}
+	c.held = nil
 	var err error
 	if len(*b) > 0 {
 		_, err = c.Conn.Write(*b)
@@ -159,20 +176,21 @@ func (c *heldConn) put(b *[]byte) {
 
 func (c *heldConn) Write(p []byte) (int, error) {
 	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.failed {
+		return 0, net.ErrClosed
+	}
 	b := c.held
 	if b == nil {
-		c.mu.Unlock()
 		return c.Conn.Write(p)
 	}
 	if len(*b)+len(p) <= MaxHeldResponse {
 		*b = append(*b, p...)
-		c.mu.Unlock()
 		return len(p), nil
 	}
 	// Too much to hold: send the held bytes and p together (writev) and
 	// stop holding.
 	c.held = nil
-	c.mu.Unlock()
 	k := len(*b)
 	bufs := net.Buffers{*b, p}
 	n, err := bufs.WriteTo(c.Conn)
@@ -190,13 +208,15 @@ func (c *heldConn) Write(p []byte) (int, error) {
 // connection copy r (with sendfile(2) for a TCP connection and a file).
 func (c *heldConn) ReadFrom(r io.Reader) (int64, error) {
 	c.mu.Lock()
-	b := c.held
-	c.mu.Unlock()
-	if b != nil {
+	defer c.mu.Unlock()
+	if c.failed {
+		return 0, net.ErrClosed
+	}
+	if b := c.held; b != nil {
 		if lr, ok := r.(*io.LimitedReader); ok && int64(len(*b))+lr.N <= MaxHeldResponse {
-			return c.readHeld(b, lr)
+			return readHeld(b, lr)
 		}
-		if err := c.release(); err != nil {
+		if err := c.releaseLocked(); err != nil {
 			return 0, err
 		}
 	}
@@ -207,14 +227,19 @@ func (c *heldConn) ReadFrom(r io.Reader) (int64, error) {
 }
 
 // readHeld appends lr's bytes to the held buffer b.
-func (c *heldConn) readHeld(b *[]byte, lr *io.LimitedReader) (int64, error) {
+func readHeld(b *[]byte, lr *io.LimitedReader) (int64, error) {
 	buf := slices.Grow(*b, int(lr.N))
 	start := len(buf)
 	var err error
-	for lr.N > 0 && err == nil {
+	for zeros := 0; lr.N > 0 && err == nil; {
 		var k int
 		k, err = lr.Read(buf[len(buf):cap(buf)]) // lr stops at N
 		buf = buf[:len(buf)+k]
+		if k > 0 {
+			zeros = 0
+		} else if zeros++; zeros == 100 && err == nil {
+			err = io.ErrNoProgress
+		}
 	}
 	*b = buf
 	if err == io.EOF {
@@ -223,17 +248,22 @@ func (c *heldConn) readHeld(b *[]byte, lr *io.LimitedReader) (int64, error) {
 	return int64(len(buf) - start), err
 }
 
-// discard stops holding back writes and drops what was held (the response
-// failed: the caller aborts it, and a held part must not go out as if it
-// were the whole).
+// discard drops what was held and, if anything was, kills the connection:
+// the response failed and is being aborted, and nothing of it (neither the
+// held part nor a tail net/http still buffers and flushes when it closes
+// the connection) may reach the client, who could take it for a response.
+// It is a no-op if nothing is held (after release).
 func (c *heldConn) discard() {
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	b := c.held
-	c.held = nil
-	c.mu.Unlock()
-	if b != nil {
-		c.put(b)
+	if b == nil {
+		return
 	}
+	c.held = nil
+	c.put(b)
+	c.failed = true
+	c.Conn.Close()
 }
 
 // CloseWrite shuts down the writing side, if the wrapped connection can

@@ -59,7 +59,7 @@ func ExampleNewListener() {
 	defer origin.Close()
 
 	upstream, _ := url.Parse(origin.URL)
-	c := &cache.Cache{Upstream: upstream}
+	c := &cache.Cache{Upstream: upstream, CacheStatus: true}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		panic(err)
@@ -76,13 +76,12 @@ func ExampleNewListener() {
 		body, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
 		c.Shutdown(resp.Request.Context()) // let the fill finish storing
-		fmt.Println(resp.Status, len(body), "bytes")
+		status, _, _ := strings.Cut(resp.Header.Get("Cache-Status"), "; ttl=")
+		fmt.Println(resp.Status, len(body), "bytes |", status)
 	}
-	fmt.Println(c.Stats().Hits, "hit")
 	// Output:
-	// 200 OK 10240 bytes
-	// 200 OK 10240 bytes
-	// 1 hit
+	// 200 OK 10240 bytes | onioncdn; fwd=uri-miss; fwd-status=200
+	// 200 OK 10240 bytes | onioncdn; hit
 }
 
 // Ten concurrent clients on a cold object cost one origin request.

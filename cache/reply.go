@@ -322,12 +322,24 @@ func (c *Cache) writeReply(w http.ResponseWriter, r *http.Request, rp *reply, re
 			// back and leaves in one write; otherwise, on a connection
 			// known from ConnContext, a header followed by sendfile is
 			// corked into full segments.
-			if hc = c.holdReply(r, rp); hc != nil {
-				defer hc.discard() // on error: nothing held goes out
-			} else if tc := c.corkFile(r, rd); tc != nil {
-				defer uncork(tc)
+			hc = c.hold(r, rp)
+			if hc == nil {
+				if tc := c.corkFile(r, rd); tc != nil {
+					defer uncork(tc)
+				}
 			}
-			http.NewResponseController(w).Flush()
+			if ferr := http.NewResponseController(w).Flush(); hc != nil {
+				if ferr != nil {
+					// Holding needs the writes to reach the connection
+					// from this goroutine: a ResponseWriter that cannot
+					// flush may buffer them or write them from another
+					// (http.TimeoutHandler). Stop holding.
+					hc.release()
+					hc = nil
+				} else {
+					defer hc.discard() // on error: nothing held goes out
+				}
+			}
 		}
 		if _, isPass := rp.src.(passSource); isPass && rp.n < 0 {
 			n, err = copyFlushing(w, rd, flush, c)
@@ -355,19 +367,18 @@ func (c *Cache) writeReply(w http.ResponseWriter, r *http.Request, rp *reply, re
 	return err
 }
 
-// holdReply returns r's connection from NewListener, holding back writes,
-// if rp is a stored response small enough to leave in one write, or nil.
+// hold returns r's connection from NewListener, holding back writes, if
+// rp is a stored response small enough to leave in one write, or nil.
 //
 //go:noinline
-func (c *Cache) holdReply(r *http.Request, rp *reply) *heldConn {
+func (c *Cache) hold(r *http.Request, rp *reply) *heldConn {
 	if r.ProtoMajor != 1 || rp.n > MaxHeldResponse-maxHeldHeader {
 		return nil
 	}
-	hc := heldConnFrom(r.Context())
-	if hc != nil {
-		hc.hold()
+	if hc := heldConnFrom(r.Context()); hc != nil && hc.hold() {
+		return hc
 	}
-	return hc
+	return nil
 }
 
 // maxHeldHeader is the room left for the response header when deciding

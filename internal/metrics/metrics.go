@@ -316,38 +316,43 @@ func (d *Delivery) Collect(ch chan<- prometheus.Metric) {
 
 // Observe adds rec, a record of tier's cache, to the histograms.
 func (d *Delivery) Observe(tier string, rec cache.Record) {
+	(&tierObservers{d: d, tier: tier}).observe(rec)
+}
+
+// OnRecord returns a cache.Cache.OnRecord hook that observes tier's
+// records. Chain it with other hooks with [Chain]. The hook resolves each
+// disposition's histograms once, not per request.
+func (d *Delivery) OnRecord(tier string) func(*http.Request, cache.Record) {
+	t := &tierObservers{d: d, tier: tier}
+	return func(_ *http.Request, rec cache.Record) { t.observe(rec) }
+}
+
+// tierObservers caches the histograms of one tier by disposition label
+// (a bounded set, see dispositionLabel). A series is created when it is
+// first observed, as WithLabelValues would.
+type tierObservers struct {
+	d              *Delivery
+	tier           string
+	delivery, wait sync.Map // disposition label → prometheus.Observer
+}
+
+func (t *tierObservers) observe(rec cache.Record) {
 	if rec.Prefetch {
 		return
 	}
 	disp := dispositionLabel(rec.Disposition)
-	d.delivery.WithLabelValues(tier, disp).Observe(rec.Delivery.Seconds())
+	t.get(&t.delivery, t.d.delivery, disp).Observe(rec.Delivery.Seconds())
 	if rec.Upstream > 0 {
-		d.wait.WithLabelValues(tier, disp).Observe(rec.Upstream.Seconds())
+		t.get(&t.wait, t.d.wait, disp).Observe(rec.Upstream.Seconds())
 	}
 }
 
-// OnRecord returns a cache.Cache.OnRecord hook that observes tier's
-// records. Chain it with other hooks with [Chain].
-// The hook resolves each disposition's histograms once, not per request.
-func (d *Delivery) OnRecord(tier string) func(*http.Request, cache.Record) {
-	var obs sync.Map // disposition label → *[2]prometheus.Observer
-	return func(_ *http.Request, rec cache.Record) {
-		if rec.Prefetch {
-			return
-		}
-		disp := dispositionLabel(rec.Disposition)
-		v, ok := obs.Load(disp)
-		if !ok {
-			v, _ = obs.LoadOrStore(disp, &[2]prometheus.Observer{
-				d.delivery.WithLabelValues(tier, disp), d.wait.WithLabelValues(tier, disp),
-			})
-		}
-		o := v.(*[2]prometheus.Observer)
-		o[0].Observe(rec.Delivery.Seconds())
-		if rec.Upstream > 0 {
-			o[1].Observe(rec.Upstream.Seconds())
-		}
+func (t *tierObservers) get(m *sync.Map, vec *prometheus.HistogramVec, disp string) prometheus.Observer {
+	if o, ok := m.Load(disp); ok {
+		return o.(prometheus.Observer)
 	}
+	o, _ := m.LoadOrStore(disp, vec.WithLabelValues(t.tier, disp))
+	return o.(prometheus.Observer)
 }
 
 // Chain returns an OnRecord hook calling each non-nil hook in order.

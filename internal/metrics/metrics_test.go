@@ -182,6 +182,29 @@ func TestDeliveryBoundsLabels(t *testing.T) {
 	}
 }
 
+// TestDeliveryOnRecordSeries: the per-tier hook creates a series only for
+// what it observes: a hit that never waited upstream adds no upstream-wait
+// series, and repeated records land in the same series.
+func TestDeliveryOnRecordSeries(t *testing.T) {
+	d := metrics.NewDelivery()
+	hook := d.OnRecord("edge")
+	for range 3 {
+		hook(nil, cache.Record{Disposition: cache.Hit, Delivery: time.Millisecond})
+	}
+	hook(nil, cache.Record{Disposition: cache.Miss, Delivery: time.Second, Upstream: time.Second / 2})
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(d)
+	if got := histCount(t, reg, "onioncdn_delivery_seconds", "edge", "hit"); got != 3 {
+		t.Errorf("hits counted %d times, want 3", got)
+	}
+	if got := histCount(t, reg, "onioncdn_upstream_wait_seconds", "edge", "miss"); got != 1 {
+		t.Errorf("miss upstream wait counted %d times, want 1", got)
+	}
+	if n, err := testutil.GatherAndCount(reg, "onioncdn_upstream_wait_seconds"); err != nil || n != 1 {
+		t.Errorf("%d upstream-wait series (err %v), want 1 (the miss)", n, err)
+	}
+}
+
 func TestRouter(t *testing.T) {
 	pub, priv, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
