@@ -216,6 +216,9 @@ func TestCircuitConnReadFrom(t *testing.T) {
 	if id, ok := ConnCircuitID(netConnOf{netConnOf{conn}}); !ok || id != 7 {
 		t.Errorf("ConnCircuitID through two NetConn wrappers = %d, %v; want 7, true", id, ok)
 	}
+	if id, ok := ConnCircuitID(rawOf{netConnOf{conn}}); !ok || id != 7 {
+		t.Errorf("ConnCircuitID through Raw and NetConn wrappers = %d, %v; want 7, true", id, ok)
+	}
 	if _, ok := ConnCircuitID(raw); ok {
 		t.Error("ConnCircuitID of a plain TCP connection reports an id")
 	}
@@ -230,3 +233,8 @@ func TestCircuitConnReadFrom(t *testing.T) {
 type netConnOf struct{ net.Conn }
 
 func (w netConnOf) NetConn() net.Conn { return w.Conn }
+
+// rawOf wraps a connection and exposes it with Raw, as go-proxyproto does.
+type rawOf struct{ net.Conn }
+
+func (w rawOf) Raw() net.Conn { return w.Conn }
