@@ -116,6 +116,11 @@ func TestNewListenerOneWrite(t *testing.T) {
 				if err != nil || !bytes.Equal(got, body) {
 					t.Fatalf("request %d: %d bytes, err %v; want the %d-byte body", i, len(got), err, len(body))
 				}
+				// The fill is stored before the next request: a hit, not a
+				// request joining the fill.
+				if err := c.Shutdown(t.Context()); err != nil {
+					t.Fatal(err)
+				}
 			}
 			if n := cl.writes.Load() - before; tt.wantWrites >= 0 && n != tt.wantWrites {
 				t.Errorf("hit took %d writes, want %d", n, tt.wantWrites)

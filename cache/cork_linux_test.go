@@ -95,6 +95,9 @@ func TestCorkFileHits(t *testing.T) {
 				if err != nil || !bytes.Equal(got, body) {
 					t.Fatalf("request %d: %d bytes, err %v; want the %d-byte body", i, len(got), err, size)
 				}
+				if err := c.Shutdown(t.Context()); err != nil { // stored: the next request is a hit
+					t.Fatal(err)
+				}
 				if n := corks.Load(); n != want {
 					t.Errorf("request %d: corked %d times, want %d", i, n, want)
 				}
