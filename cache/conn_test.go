@@ -360,6 +360,9 @@ func TestNewListenerFailedBodySendsNothing(t *testing.T) {
 	if err != nil || !bytes.Equal(got, body) {
 		t.Fatalf("miss: %d bytes, err %v", len(got), err)
 	}
+	if err := c.Shutdown(t.Context()); err != nil { // stored: the next request is a hit
+		t.Fatal(err)
+	}
 
 	// The hit reads a truncated file: the client must see no response.
 	nc, err := net.Dial("tcp", srv.Listener.Addr().String())
