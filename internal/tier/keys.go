@@ -125,10 +125,19 @@ func EncodePublicKey(pub ed25519.PublicKey) string {
 // or URL alphabet, padded or not) of its 32 bytes, or as the name of a
 // file holding either that or a PEM "PUBLIC KEY" block (PKIX, as written
 // by "openssl pkey -pubout").
+//
+// A string with a "/" that does not end in "=" padding is a file name,
+// never a key: unpadded standard base64 and file names share their
+// alphabet, and a missing file must be an error, not a random key. Keys
+// as [EncodePublicKey] prints them (padded) or in the URL alphabet are not
+// affected.
 func ParsePublicKey(s string) (ed25519.PublicKey, error) {
 	s = strings.TrimSpace(s)
-	if k, ok := decodeRawKey(s); ok {
-		return k, nil
+	fileName := strings.Contains(s, "/") && !strings.HasSuffix(s, "=")
+	if !fileName {
+		if k, ok := decodeRawKey(s); ok {
+			return k, nil
+		}
 	}
 	f, err := os.Open(s)
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/ed25519"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/pem"
 	"errors"
 	"io"
@@ -325,7 +326,21 @@ func TestSigningKeyFile(t *testing.T) {
 	if p, err := tier.ParsePublicKey(pemFile); err != nil || !p.Equal(pub) {
 		t.Fatalf("pem: %v", err)
 	}
-	for _, bad := range []string{"", "abc", filepath.Join(t.TempDir(), "missing"), path /* a private key */} {
+	// Keys whose base64 holds "/" still parse when padded (as printed) or
+	// in the URL alphabet.
+	slashy := ed25519.PublicKey(bytes.Repeat([]byte{0xff}, ed25519.PublicKeySize))
+	for _, enc := range []string{tier.EncodePublicKey(slashy), base64.RawURLEncoding.EncodeToString(slashy)} {
+		if p, err := tier.ParsePublicKey(enc); err != nil || !p.Equal(slashy) {
+			t.Errorf("ParsePublicKey(%q) = %v", enc, err)
+		}
+	}
+	// A missing file whose name is 43 characters of base64 alphabet (it
+	// decodes to 32 bytes) is still a missing file.
+	missing43 := "/tmp/" + strings.Repeat("a", 38)
+	if _, err := base64.RawStdEncoding.DecodeString(missing43); err != nil || len(missing43) != 43 {
+		t.Fatalf("test name %q does not decode as a key: %v", missing43, err)
+	}
+	for _, bad := range []string{"", "abc", filepath.Join(t.TempDir(), "missing"), missing43, path /* a private key */} {
 		if _, err := tier.ParsePublicKey(bad); err == nil {
 			t.Errorf("ParsePublicKey(%q) accepted", bad)
 		}
