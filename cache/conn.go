@@ -73,11 +73,13 @@ func connFrom[T net.Conn](ctx context.Context) (T, bool) {
 // its 4 KiB buffer, then writes the rest) and a small body read from a file
 // would take a header write and a sendfile(2). On loopback, each write of a
 // separate segment also wakes the reader once more: a 10 KB hit then costs
-// the serving process markedly less CPU (see the cache's benchmarks).
+// the serving process about a tenth less CPU (measured on loopback with
+// wrk; see the README's performance section).
 //
 // The connections work as ln's do for everything else; bytes are held back
 // only while a Cache writes a complete stored response, never for responses
-// that stream from upstream. The Cache finds the connection through
+// that stream from upstream. If such a response fails midway, nothing of it
+// is sent and the connection is closed. The Cache finds the connection through
 // [ConnContext], so a server needs both:
 //
 //	srv := &http.Server{Handler: c, ConnContext: cache.ConnContext}
