@@ -450,13 +450,16 @@ func requestKey(r *http.Request) string {
 	if host == "" {
 		host = r.URL.Host
 	}
-	return strings.ToLower(host) + r.URL.EscapedPath()
+	return memKeyOf(host, r.URL)
 }
 
 // memKey identifies a URI in the policy's memory: lower-cased host and
 // escaped path, without the query.
-func memKey(u *url.URL) string {
-	return strings.ToLower(u.Host) + u.EscapedPath()
+func memKey(u *url.URL) string { return memKeyOf(u.Host, u) }
+
+// memKeyOf is memKey of u with host in place of u.Host.
+func memKeyOf(host string, u *url.URL) string {
+	return strings.ToLower(host) + u.EscapedPath()
 }
 
 // notMedia reports whether the content type is clearly not an HLS object

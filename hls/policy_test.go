@@ -308,3 +308,24 @@ func TestClassifyPath(t *testing.T) {
 		}
 	}
 }
+
+// TestRequestKey: the prefetcher's per-request key is the policy's memory
+// key of the request's URL, for path-only and absolute requests, hosts in
+// any case, escaped paths and queries (dropped).
+func TestRequestKey(t *testing.T) {
+	for _, target := range []string{
+		"/v/seg1.ts", "/v/seg1.ts?token=1", "http://Edge.Test/v/index.m3u8",
+		"/v/a%20b.ts", "/v/caf%C3%A9.ts", "/",
+	} {
+		for _, host := range []string{"", "EDGE.test", "edge.test:8080"} {
+			r := httptest.NewRequest(http.MethodGet, target, nil)
+			r.Host = host
+			if got, want := requestKey(r), memKey(requestURL(r)); got != want {
+				t.Errorf("%s host %q: requestKey %q, memKey(requestURL) %q", target, host, got, want)
+			}
+		}
+	}
+	if got, want := requestKey(nil), memKey(requestURL(nil)); got != want {
+		t.Errorf("nil request: %q vs %q", got, want)
+	}
+}
