@@ -12,7 +12,7 @@ import (
 
 	"github.com/onioncdn/onioncdn/cache"
 	"github.com/onioncdn/onioncdn/hls"
-	"github.com/onioncdn/onioncdn/internal/hlstest"
+	"github.com/onioncdn/onioncdn/hls/hlstest"
 	"github.com/onioncdn/onioncdn/onion"
 )
 

@@ -14,7 +14,7 @@ import (
 
 	"github.com/onioncdn/onioncdn/cache"
 	"github.com/onioncdn/onioncdn/hls"
-	"github.com/onioncdn/onioncdn/internal/hlstest"
+	"github.com/onioncdn/onioncdn/hls/hlstest"
 )
 
 // counter is an origin wrapper counting requests per path and query

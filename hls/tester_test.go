@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/onioncdn/onioncdn/internal/hlstest"
+	"github.com/onioncdn/onioncdn/hls/hlstest"
 )
 
 func TestTesterVODABR(t *testing.T) {

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/onioncdn/onioncdn/internal/hlstest"
+	"github.com/onioncdn/onioncdn/hls/hlstest"
 )
 
 // flaky fails the first n requests for each path matching match.

@@ -19,11 +19,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/onioncdn/onioncdn/internal/tornet"
-	"github.com/onioncdn/onioncdn/internal/tornet/tornettest"
+	"github.com/onioncdn/onioncdn/oniontest"
 )
 
-var testNet tornettest.Shared
+var testNet oniontest.Shared
 
 func TestMain(m *testing.M) {
 	code := m.Run()
@@ -95,7 +94,7 @@ func testLogger(t *testing.T) *slog.Logger {
 }
 
 // network returns the shared private network (skips without tor).
-func network(t *testing.T) *tornet.Network {
+func network(t *testing.T) *oniontest.Network {
 	n := testNet.Get(t)
 	netPIDsMu.Lock()
 	netPIDs = n.PIDs()
@@ -105,7 +104,7 @@ func network(t *testing.T) *tornet.Network {
 
 // newTestServer returns a Server with its own tor joined to the network;
 // it is closed on cleanup, and its tor must be gone afterwards.
-func newTestServer(t *testing.T, n *tornet.Network) *Server {
+func newTestServer(t *testing.T, n *oniontest.Network) *Server {
 	t.Helper()
 	s := &Server{ExtraTorrc: n.TorrcLines(), DataDir: t.TempDir(), Logger: testLogger(t)}
 	t.Cleanup(func() {
@@ -136,7 +135,7 @@ func serve(t *testing.T, l net.Listener, body string) {
 
 // fetch GETs http://addr/ through the network's client on a circuit of its
 // own (isolation tag tag), once, with a per-attempt timeout.
-func fetch(ctx context.Context, n *tornet.Network, addr, tag string) (body string, circuit string, err error) {
+func fetch(ctx context.Context, n *oniontest.Network, addr, tag string) (body string, circuit string, err error) {
 	d := &Dialer{SocksAddr: n.SocksAddr(), Timeout: 30 * time.Second}
 	hc := &http.Client{Transport: &http.Transport{
 		DialContext: func(ctx context.Context, network, a string) (net.Conn, error) {
@@ -158,7 +157,7 @@ func fetch(ctx context.Context, n *tornet.Network, addr, tag string) (body strin
 
 // fetchRetry retries fetch (the first fetch after a publish is legitimately
 // flaky on Tor) until it succeeds or the bound passes.
-func fetchRetry(t *testing.T, n *tornet.Network, addr string, bound time.Duration) (string, string) {
+func fetchRetry(t *testing.T, n *oniontest.Network, addr string, bound time.Duration) (string, string) {
 	t.Helper()
 	deadline := time.Now().Add(bound)
 	var err error
@@ -183,7 +182,7 @@ func fetchRetry(t *testing.T, n *tornet.Network, addr string, bound time.Duratio
 // waiting for earlier ones, which may hang on dead introduction points)
 // until one satisfies done, and returns the time from start to that
 // fetch's completion. It fails t after bound.
-func firstFetch(t *testing.T, n *tornet.Network, addr string, bound time.Duration, done func(body string, err error) bool) time.Duration {
+func firstFetch(t *testing.T, n *oniontest.Network, addr string, bound time.Duration, done func(body string, err error) bool) time.Duration {
 	t.Helper()
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(t.Context(), bound)

@@ -12,11 +12,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/onioncdn/onioncdn/internal/tornet/tornettest"
 	"github.com/onioncdn/onioncdn/onion"
+	"github.com/onioncdn/onioncdn/oniontest"
 )
 
-var testNet tornettest.Shared
+var testNet oniontest.Shared
 
 func TestMain(m *testing.M) {
 	code := m.Run()

@@ -12,15 +12,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/onioncdn/onioncdn/internal/tornet"
-	"github.com/onioncdn/onioncdn/internal/tornet/tornettest"
 	"github.com/onioncdn/onioncdn/onion"
+	"github.com/onioncdn/onioncdn/oniontest"
 )
 
-// Tests over the private Tor network from internal/tornet. They skip when
+// Tests over the private Tor network from internal/oniontest. They skip when
 // tor is not installed (fail with ONIONCDN_REQUIRE_TOR=1, as in CI).
 
-var testNet tornettest.Shared
+var testNet oniontest.Shared
 
 func TestMain(m *testing.M) {
 	code := m.Run()
@@ -47,7 +46,7 @@ func (m *midtier) Close() {
 }
 
 // onionServer starts an onion.Server with its own tor joined to n.
-func onionServer(tb testing.TB, n *tornet.Network) *onion.Server {
+func onionServer(tb testing.TB, n *oniontest.Network) *onion.Server {
 	tb.Helper()
 	s := &onion.Server{ExtraTorrc: n.TorrcLines(), DataDir: tb.TempDir(), Logger: testLogger(tb)}
 	tb.Cleanup(func() { s.Close() })
@@ -104,7 +103,7 @@ func warmTor(tb testing.TB, tr *Transport) {
 	}
 }
 
-func torTransport(tb testing.TB, n *tornet.Network, tr *Transport) *Transport {
+func torTransport(tb testing.TB, n *oniontest.Network, tr *Transport) *Transport {
 	d := &onion.Dialer{SocksAddr: n.SocksAddr()}
 	tr.DialIsolated = d.DialIsolated
 	if tr.DialTimeout == 0 {
@@ -194,13 +193,13 @@ func TestTorFailover(t *testing.T) {
 // firstRequest makes a new Transport to m and returns the latency of its
 // first request, with the pool warmed beforehand or not. Each Transport
 // uses fresh isolation tags, so no circuit of an earlier one is reused.
-func firstRequest(tb testing.TB, n *tornet.Network, m *midtier, warmPool bool, round int) (time.Duration, UpstreamStats) {
+func firstRequest(tb testing.TB, n *oniontest.Network, m *midtier, warmPool bool, round int) (time.Duration, UpstreamStats) {
 	return timedFirstRequest(tb, n, m, warmPool, round, func() {}, func() {})
 }
 
 // timedFirstRequest is firstRequest calling start and stop around the
 // request alone.
-func timedFirstRequest(tb testing.TB, n *tornet.Network, m *midtier, warmPool bool, round int, startTimer, stopTimer func()) (time.Duration, UpstreamStats) {
+func timedFirstRequest(tb testing.TB, n *oniontest.Network, m *midtier, warmPool bool, round int, startTimer, stopTimer func()) (time.Duration, UpstreamStats) {
 	tr := &Transport{
 		Upstreams: []string{m.URL()},
 		MinIdle:   -1,

@@ -17,11 +17,11 @@ import (
 	"time"
 
 	"github.com/onioncdn/onioncdn/cache"
-	"github.com/onioncdn/onioncdn/internal/hlstest"
-	"github.com/onioncdn/onioncdn/internal/origin"
+	"github.com/onioncdn/onioncdn/hls/hlstest"
 	"github.com/onioncdn/onioncdn/internal/tier"
-	"github.com/onioncdn/onioncdn/internal/tornet"
 	"github.com/onioncdn/onioncdn/onion"
+	"github.com/onioncdn/onioncdn/oniontest"
+	"github.com/onioncdn/onioncdn/origin"
 	"github.com/onioncdn/onioncdn/route"
 )
 
@@ -31,7 +31,7 @@ type clusterConfig struct {
 	// otherwise on loopback TCP.
 	Tor bool
 	// Network, if set with Tor, is used instead of booting one (tests).
-	Network *tornet.Network
+	Network *oniontest.Network
 	// ContentDir, if set, is served by the origin as is; otherwise a
 	// synthetic presentation of Segments × SegmentDuration is generated.
 	ContentDir      string
@@ -82,7 +82,7 @@ func (e *edgeNode) ownURL() string {
 type cluster struct {
 	cfg     clusterConfig
 	dir     string
-	net     *tornet.Network
+	net     *oniontest.Network
 	ownNet  bool
 	origin  *http.Server
 	originU string
@@ -179,7 +179,7 @@ func (c *cluster) startOrigin() error {
 	if dir == "" {
 		dir = filepath.Join(c.dir, "origin")
 		o := &hlstest.Origin{Segments: c.cfg.Segments, SegmentDuration: c.cfg.SegmentDuration}
-		files, size, err := tier.WriteHLS(dir, o)
+		files, size, err := o.WriteDir(dir)
 		if err != nil {
 			return err
 		}
@@ -202,7 +202,7 @@ func (c *cluster) startNetwork(ctx context.Context) error {
 		c.say("using the given network, SOCKS %s", c.net.SocksAddr())
 		return nil
 	}
-	n, err := tornet.Start(ctx, tornet.Config{Dir: filepath.Join(c.dir, "tornet"), Logger: c.cfg.Log.With("part", "tornet")})
+	n, err := oniontest.Start(ctx, oniontest.Config{Dir: filepath.Join(c.dir, "tornet"), Logger: c.cfg.Log.With("part", "tornet")})
 	if err != nil {
 		return err
 	}

@@ -14,13 +14,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/onioncdn/onioncdn/internal/hlstest"
-	"github.com/onioncdn/onioncdn/internal/tornet/tornettest"
+	"github.com/onioncdn/onioncdn/hls/hlstest"
 	"github.com/onioncdn/onioncdn/onion"
+	"github.com/onioncdn/onioncdn/oniontest"
 	"github.com/onioncdn/onioncdn/route"
 )
 
-var testNet tornettest.Shared
+var testNet oniontest.Shared
 
 func TestMain(m *testing.M) {
 	code := m.Run()

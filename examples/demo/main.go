@@ -16,7 +16,7 @@
 // router's decisions.
 //
 // If tor and tor-gencert are installed (apt-get install -y tor), the demo
-// boots a private Tor network on 127.0.0.1 (package internal/tornet) and
+// boots a private Tor network on 127.0.0.1 (package oniontest) and
 // every tier is a real onion service, every hop a Tor circuit. Without
 // them (or with -no-tor) the same tiers run over loopback TCP, and the
 // first line of output says so. With -failover (Tor only) the demo kills

@@ -42,9 +42,9 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/onioncdn/onioncdn/internal/hlstest"
-	"github.com/onioncdn/onioncdn/internal/origin"
+	"github.com/onioncdn/onioncdn/hls/hlstest"
 	"github.com/onioncdn/onioncdn/internal/tier"
+	"github.com/onioncdn/onioncdn/origin"
 	"github.com/onioncdn/onioncdn/upstream/integrity"
 )
 
@@ -140,7 +140,7 @@ func run(ctx context.Context, o *options, stdout io.Writer, ready func(addr stri
 			return err
 		}
 		start := time.Now()
-		files, size, err := tier.WriteHLS(o.dir, &hlstest.Origin{Segments: o.segments, SegmentDuration: o.segDur})
+		files, size, err := (&hlstest.Origin{Segments: o.segments, SegmentDuration: o.segDur}).WriteDir(o.dir)
 		if err != nil {
 			return err
 		}

@@ -51,8 +51,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/onioncdn/onioncdn/internal/metrics"
 	"github.com/onioncdn/onioncdn/internal/tier"
+	"github.com/onioncdn/onioncdn/metrics"
 	"github.com/onioncdn/onioncdn/onion"
 	"github.com/onioncdn/onioncdn/route"
 	"github.com/prometheus/client_golang/prometheus"

@@ -13,7 +13,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/onioncdn/onioncdn/internal/metrics"
+	"github.com/onioncdn/onioncdn/metrics"
 	"github.com/onioncdn/onioncdn/onion"
 	"github.com/onioncdn/onioncdn/route"
 	"github.com/prometheus/client_golang/prometheus"

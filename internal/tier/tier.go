@@ -14,7 +14,7 @@ import (
 	"github.com/onioncdn/onioncdn/cache"
 	"github.com/onioncdn/onioncdn/cache/diskstore"
 	"github.com/onioncdn/onioncdn/hls"
-	"github.com/onioncdn/onioncdn/internal/metrics"
+	"github.com/onioncdn/onioncdn/metrics"
 	"github.com/onioncdn/onioncdn/route"
 	"github.com/onioncdn/onioncdn/upstream"
 	"github.com/onioncdn/onioncdn/upstream/integrity"

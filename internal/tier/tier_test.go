@@ -17,9 +17,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/onioncdn/onioncdn/internal/hlstest"
-	"github.com/onioncdn/onioncdn/internal/metrics"
 	"github.com/onioncdn/onioncdn/internal/tier"
+	"github.com/onioncdn/onioncdn/metrics"
 	"github.com/onioncdn/onioncdn/route"
 	"github.com/onioncdn/onioncdn/upstream/integrity"
 	"github.com/prometheus/client_golang/prometheus"
@@ -379,29 +378,3 @@ func TestProcessGone(t *testing.T) {
 	}
 }
 
-func TestWriteHLS(t *testing.T) {
-	dir := t.TempDir()
-	o := &hlstest.Origin{Segments: 3}
-	files, size, err := tier.WriteHLS(dir, o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// master + 3 renditions × (playlist + 3 segments)
-	if files != 1+3*4 {
-		t.Fatalf("wrote %d files", files)
-	}
-	seg, err := os.ReadFile(filepath.Join(dir, "480p", "seg2.ts"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := hlstest.DefaultRenditions[1]
-	if !bytes.Equal(seg, hlstest.SegmentBytes(r.Name, 2, o.SegmentSize(r))) {
-		t.Fatal("segment bytes differ from the synthetic origin's")
-	}
-	if size < int64(len(seg)) {
-		t.Fatalf("size %d", size)
-	}
-	if _, _, err := tier.WriteHLS(dir, &hlstest.Origin{Live: true}); err == nil {
-		t.Error("live presentation written")
-	}
-}

@@ -1,4 +1,4 @@
-package tornet
+package oniontest
 
 import (
 	"bufio"
@@ -29,7 +29,7 @@ func (b *booter) keySource(ctx context.Context, nick string) (string, error) {
 			return "", ctx.Err()
 		}
 		// The cache is an optimisation: fall back to fresh keys.
-		b.logger.Warn("tornet: key cache unusable, generating keys", "node", nick, "err", err)
+		b.logger.Warn("oniontest: key cache unusable, generating keys", "node", nick, "err", err)
 	}
 	own := filepath.Join(b.dir, "keys", nick)
 	if err := freshDir(own); err != nil {
@@ -75,7 +75,7 @@ func (a *authority) installKeys(src string) error {
 		return err
 	}
 	if err := copyKeys(src, a.dataDir); err != nil {
-		return fmt.Errorf("tornet: copying keys of %s: %w", a.nick, err)
+		return fmt.Errorf("oniontest: copying keys of %s: %w", a.nick, err)
 	}
 	var err error
 	if a.v3ident, err = fieldAfter(filepath.Join(a.dataDir, "keys", "authority_certificate"), "fingerprint"); err != nil {
@@ -150,7 +150,7 @@ func copyKeys(src, dst string) error {
 func genKeys(ctx context.Context, torPath, gencertPath, nick, dir string) error {
 	keys := filepath.Join(dir, "keys")
 	if err := os.MkdirAll(keys, 0o700); err != nil {
-		return fmt.Errorf("tornet: %w", err)
+		return fmt.Errorf("oniontest: %w", err)
 	}
 	gencert := exec.CommandContext(ctx, gencertPath,
 		"--create-identity-key", "--passphrase-fd", "0", "-m", "24",
@@ -160,7 +160,7 @@ func genKeys(ctx context.Context, torPath, gencertPath, nick, dir string) error 
 	gencert.Dir = keys
 	gencert.Stdin = strings.NewReader("\n") // empty passphrase
 	if err := runQuiet(ctx, gencert); err != nil {
-		return fmt.Errorf("tornet: tor-gencert for %s: %w", nick, err)
+		return fmt.Errorf("oniontest: tor-gencert for %s: %w", nick, err)
 	}
 	fpr := exec.CommandContext(ctx, torPath,
 		"--ignore-missing-torrc", "-f", os.DevNull,
@@ -170,7 +170,7 @@ func genKeys(ctx context.Context, torPath, gencertPath, nick, dir string) error 
 		"--list-fingerprint",
 		"--Log", "err stderr")
 	if err := runQuiet(ctx, fpr); err != nil {
-		return fmt.Errorf("tornet: tor --list-fingerprint for %s: %w", nick, err)
+		return fmt.Errorf("oniontest: tor --list-fingerprint for %s: %w", nick, err)
 	}
 	return nil
 }
@@ -200,7 +200,7 @@ func runQuiet(ctx context.Context, cmd *exec.Cmd) error {
 func fieldAfter(path, key string) (string, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return "", fmt.Errorf("tornet: %w", err)
+		return "", fmt.Errorf("oniontest: %w", err)
 	}
 	sc := bufio.NewScanner(bytes.NewReader(data))
 	for sc.Scan() {
@@ -209,5 +209,5 @@ func fieldAfter(path, key string) (string, error) {
 			return f[1], nil
 		}
 	}
-	return "", fmt.Errorf("tornet: no %q line in %s", key, path)
+	return "", fmt.Errorf("oniontest: no %q line in %s", key, path)
 }

@@ -1,6 +1,6 @@
 //go:build !linux
 
-package tornet
+package oniontest
 
 import "os/exec"
 

@@ -1,4 +1,4 @@
-package tornet
+package oniontest
 
 import (
 	"bytes"
@@ -51,7 +51,7 @@ func startTor(torPath, name, dataDir, torrc string) (*proc, error) {
 	p.cmd.Stderr = p.out
 	setDeathSignal(p.cmd)
 	if err := p.cmd.Start(); err != nil {
-		return nil, fmt.Errorf("tornet: starting tor %s: %w", name, err)
+		return nil, fmt.Errorf("oniontest: starting tor %s: %w", name, err)
 	}
 	go func() {
 		p.waitErr = p.cmd.Wait()
@@ -90,13 +90,13 @@ func (p *proc) stop(grace time.Duration) error {
 	}
 	_ = p.cmd.Process.Kill()
 	<-p.done
-	return fmt.Errorf("tornet: tor %s (pid %d) ignored SIGTERM for %v: killed", p.name, p.pid(), grace)
+	return fmt.Errorf("oniontest: tor %s (pid %d) ignored SIGTERM for %v: killed", p.name, p.pid(), grace)
 }
 
 // exitError describes an unexpected exit, with the tail of tor's output
 // and notice log.
 func (p *proc) exitError(when string) error {
-	return fmt.Errorf("tornet: tor %s exited %s (%v)%s", p.name, when, p.waitErr, p.logTail())
+	return fmt.Errorf("oniontest: tor %s exited %s (%v)%s", p.name, when, p.waitErr, p.logTail())
 }
 
 // logTail returns the last lines tor wrote to its console and notice log,

@@ -1,4 +1,4 @@
-package tornet_test
+package oniontest_test
 
 import (
 	"context"
@@ -6,7 +6,7 @@ import (
 	"log"
 	"time"
 
-	"github.com/onioncdn/onioncdn/internal/tornet"
+	"github.com/onioncdn/onioncdn/oniontest"
 )
 
 // Boot a private network, then hand its torrc lines to an onion-service
@@ -14,7 +14,7 @@ import (
 func ExampleStart() {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	n, err := tornet.Start(ctx, tornet.Config{})
+	n, err := oniontest.Start(ctx, oniontest.Config{})
 	if err != nil {
 		log.Fatal(err)
 	}

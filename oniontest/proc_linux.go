@@ -1,4 +1,4 @@
-package tornet
+package oniontest
 
 import (
 	"os/exec"

@@ -1,4 +1,4 @@
-package tier
+package hlstest
 
 import (
 	"bufio"
@@ -11,18 +11,17 @@ import (
 	"regexp"
 	"strings"
 
-	"github.com/onioncdn/onioncdn/internal/hlstest"
 )
 
 var uriAttr = regexp.MustCompile(`URI="([^"]+)"`)
 
-// WriteHLS writes the VOD presentation a synthetic origin serves (its
-// master playlist, media playlists and every segment they list) as files
-// under dir, for a directory origin. o must not be live. It returns the
-// number of files and bytes written.
-func WriteHLS(dir string, o *hlstest.Origin) (files int, size int64, err error) {
+// WriteDir writes the VOD presentation o serves (its master playlist,
+// media playlists and every segment they list) as files under dir, for a
+// directory origin such as package origin's. o must not be live. It
+// returns the number of files and bytes written.
+func (o *Origin) WriteDir(dir string) (files int, size int64, err error) {
 	if o.Live {
-		return 0, 0, fmt.Errorf("tier: write HLS: a live presentation cannot be written to files")
+		return 0, 0, fmt.Errorf("hlstest: write: a live presentation cannot be written to files")
 	}
 	seen := map[string]bool{}
 	queue := []string{"/master.m3u8"}
@@ -36,15 +35,15 @@ func WriteHLS(dir string, o *hlstest.Origin) (files int, size int64, err error) 
 		rec := httptest.NewRecorder()
 		o.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, p, nil))
 		if rec.Code != http.StatusOK {
-			return files, size, fmt.Errorf("tier: write HLS: %s: status %d", p, rec.Code)
+			return files, size, fmt.Errorf("hlstest: write: %s: status %d", p, rec.Code)
 		}
 		body := rec.Body.Bytes()
 		name := filepath.Join(dir, filepath.FromSlash(strings.TrimPrefix(p, "/")))
 		if err := os.MkdirAll(filepath.Dir(name), 0o755); err != nil {
-			return files, size, fmt.Errorf("tier: write HLS: %w", err)
+			return files, size, fmt.Errorf("hlstest: write: %w", err)
 		}
 		if err := os.WriteFile(name, body, 0o644); err != nil {
-			return files, size, fmt.Errorf("tier: write HLS: %w", err)
+			return files, size, fmt.Errorf("hlstest: write: %w", err)
 		}
 		files++
 		size += int64(len(body))
@@ -66,7 +65,7 @@ func WriteHLS(dir string, o *hlstest.Origin) (files int, size int64, err error) 
 			}
 			for _, ref := range refs {
 				if strings.Contains(ref, "://") || strings.HasPrefix(ref, "/") || strings.Contains(ref, "?") {
-					return files, size, fmt.Errorf("tier: write HLS: %s lists %q: only relative URIs are supported", p, ref)
+					return files, size, fmt.Errorf("hlstest: write: %s lists %q: only relative URIs are supported", p, ref)
 				}
 				queue = append(queue, path.Join(path.Dir(p), ref))
 			}

@@ -8,7 +8,7 @@ import (
 	"strings"
 
 	"github.com/onioncdn/onioncdn/cache"
-	"github.com/onioncdn/onioncdn/internal/metrics"
+	"github.com/onioncdn/onioncdn/metrics"
 	"github.com/prometheus/client_golang/prometheus"
 )
 

@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/onioncdn/onioncdn/cache"
-	"github.com/onioncdn/onioncdn/internal/metrics"
+	"github.com/onioncdn/onioncdn/metrics"
 	"github.com/onioncdn/onioncdn/route"
 	"github.com/onioncdn/onioncdn/upstream"
 	"github.com/prometheus/client_golang/prometheus"

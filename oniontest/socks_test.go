@@ -1,4 +1,4 @@
-package tornet_test
+package oniontest_test
 
 import (
 	"context"

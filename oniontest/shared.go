@@ -1,25 +1,4 @@
-// Package tornettest shares one private Tor network (see package tornet)
-// among the tests of a test binary, and skips tests when tor is not
-// installed.
-//
-// Usage:
-//
-//	var testNet tornettest.Shared
-//
-//	func TestMain(m *testing.M) {
-//		code := m.Run()
-//		testNet.Close()
-//		os.Exit(code)
-//	}
-//
-//	func TestOverTor(t *testing.T) {
-//		n := testNet.Get(t) // skips if tor is missing, boots on first use
-//		_ = n.SocksAddr()
-//	}
-//
-// Set ONIONCDN_REQUIRE_TOR=1 (as CI does) to make a missing tor fail the
-// tests instead of skipping them.
-package tornettest
+package oniontest
 
 import (
 	"bytes"
@@ -33,8 +12,6 @@ import (
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/onioncdn/onioncdn/internal/tornet"
 )
 
 // RequireEnv is the environment variable that, set to "1", turns a
@@ -44,7 +21,7 @@ const RequireEnv = "ONIONCDN_REQUIRE_TOR"
 // StartTimeout bounds the boot of a shared network.
 const StartTimeout = 3 * time.Minute
 
-const missingMsg = "tornet: tor not installed (apt-get install -y tor); set " + RequireEnv + "=1 to fail instead"
+const missingMsg = "oniontest: tor not installed (apt-get install -y tor); set " + RequireEnv + "=1 to fail instead"
 
 // Require skips the test if the tor or tor-gencert binary is not in PATH,
 // or fails it if ONIONCDN_REQUIRE_TOR=1.
@@ -88,25 +65,25 @@ type Shared struct {
 	// Config.KeyCache is empty, authority keys are cached in
 	// onioncdn/tornet-keys under os.UserCacheDir (if there is one), so
 	// that only the first test binary on a machine generates them.
-	Config tornet.Config
+	Config Config
 
 	mu      sync.Mutex
 	started bool
 	closed  bool
-	net     *tornet.Network
+	net     *Network
 	err     error
 }
 
 // Get returns the shared network, starting it on first use (which takes
 // 20–30 s). It calls Require first and fails tb if the network cannot be
 // started or the Shared was closed.
-func (s *Shared) Get(tb testing.TB) *tornet.Network {
+func (s *Shared) Get(tb testing.TB) *Network {
 	tb.Helper()
 	Require(tb)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
-		tb.Fatal("tornettest: shared network already closed")
+		tb.Fatal("oniontest: shared network already closed")
 	}
 	if !s.started {
 		s.started = true
@@ -128,14 +105,14 @@ func (s *Shared) Get(tb testing.TB) *tornet.Network {
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), StartTimeout)
 		t := time.Now()
-		s.net, s.err = tornet.Start(ctx, cfg)
+		s.net, s.err = Start(ctx, cfg)
 		cancel()
 		if s.err == nil {
-			tb.Logf("tornettest: private tor network ready in %v\n%s", time.Since(t).Round(time.Millisecond), buf.String())
+			tb.Logf("oniontest: private tor network ready in %v\n%s", time.Since(t).Round(time.Millisecond), buf.String())
 		}
 	}
 	if s.err != nil {
-		tb.Fatalf("tornettest: starting the private tor network: %v", s.err)
+		tb.Fatalf("oniontest: starting the private tor network: %v", s.err)
 	}
 	return s.net
 }
@@ -146,7 +123,7 @@ func (s *Shared) Close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
-		return errors.New("tornettest: shared network already closed")
+		return errors.New("oniontest: shared network already closed")
 	}
 	s.closed = true
 	if s.net == nil {

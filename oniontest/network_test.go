@@ -1,4 +1,4 @@
-package tornet_test
+package oniontest_test
 
 import (
 	"context"
@@ -21,11 +21,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/onioncdn/onioncdn/internal/tornet"
-	"github.com/onioncdn/onioncdn/internal/tornet/tornettest"
+	"github.com/onioncdn/onioncdn/oniontest"
 )
 
-var testNet tornettest.Shared
+var testNet oniontest.Shared
 
 func TestMain(m *testing.M) {
 	code := m.Run()
@@ -37,7 +36,7 @@ func TestMain(m *testing.M) {
 // network's TorrcLines plus an onion service forwarding port 80 to
 // backend, and returns the service's .onion hostname. The process is
 // stopped on test cleanup.
-func startOnionService(t *testing.T, n *tornet.Network, backend string) string {
+func startOnionService(t *testing.T, n *oniontest.Network, backend string) string {
 	t.Helper()
 	torPath, err := exec.LookPath("tor")
 	if err != nil {
@@ -212,7 +211,7 @@ func (h *pidRecorder) Enabled(context.Context, slog.Level) bool { return true }
 func (h *pidRecorder) WithAttrs([]slog.Attr) slog.Handler       { return h }
 func (h *pidRecorder) WithGroup(string) slog.Handler            { return h }
 func (h *pidRecorder) Handle(_ context.Context, r slog.Record) error {
-	if r.Message != "tornet: tor started" {
+	if r.Message != "oniontest: tor started" {
 		return nil
 	}
 	r.Attrs(func(a slog.Attr) bool {
@@ -239,7 +238,7 @@ func (h *pidRecorder) started() []int {
 // TestStartCancelled cancels Start once some authorities run: Start must
 // return ctx's error promptly and leave no process behind.
 func TestStartCancelled(t *testing.T) {
-	tornettest.Require(t)
+	oniontest.Require(t)
 	t.Parallel()
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
@@ -251,7 +250,7 @@ func TestStartCancelled(t *testing.T) {
 		}
 	}}
 	dir := filepath.Join(t.TempDir(), "net")
-	n, err := tornet.Start(ctx, tornet.Config{Dir: dir, KeyCache: tornettest.KeyCache(), Logger: slog.New(rec)})
+	n, err := oniontest.Start(ctx, oniontest.Config{Dir: dir, KeyCache: oniontest.KeyCache(), Logger: slog.New(rec)})
 	if err == nil {
 		n.Close()
 		t.Fatal("Start succeeded after its context was cancelled")
@@ -259,7 +258,7 @@ func TestStartCancelled(t *testing.T) {
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("Start error = %v, want one wrapping context.Canceled", err)
 	}
-	if !strings.HasPrefix(err.Error(), "tornet: ") {
+	if !strings.HasPrefix(err.Error(), "oniontest: ") {
 		t.Errorf("error %q lacks the package prefix", err)
 	}
 	select {
@@ -289,11 +288,11 @@ func TestStartCancelled(t *testing.T) {
 }
 
 func TestStartAlreadyCancelled(t *testing.T) {
-	tornettest.Require(t)
+	oniontest.Require(t)
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
 	rec := &pidRecorder{}
-	n, err := tornet.Start(ctx, tornet.Config{Logger: slog.New(rec)})
+	n, err := oniontest.Start(ctx, oniontest.Config{Logger: slog.New(rec)})
 	if err == nil {
 		n.Close()
 		t.Fatal("Start succeeded with a cancelled context")
@@ -309,11 +308,11 @@ func TestStartAlreadyCancelled(t *testing.T) {
 // TestStartClose boots a second, 4-authority network: Close stops every
 // process, removes the temporary directory and is idempotent.
 func TestStartClose(t *testing.T) {
-	tornettest.Require(t)
+	oniontest.Require(t)
 	t.Parallel()
 	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
 	defer cancel()
-	n, err := tornet.Start(ctx, tornet.Config{Authorities: 4, Logger: slog.New(slog.NewTextHandler(tWriter{t}, nil))})
+	n, err := oniontest.Start(ctx, oniontest.Config{Authorities: 4, Logger: slog.New(slog.NewTextHandler(tWriter{t}, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -385,7 +384,7 @@ func (w tWriter) Write(p []byte) (int, error) {
 // TestStartTorFails: when a tor exits during Start, the error says which
 // and quotes its output.
 func TestStartTorFails(t *testing.T) {
-	tornettest.Require(t)
+	oniontest.Require(t)
 	fake := filepath.Join(t.TempDir(), "tor")
 	script := "#!/bin/sh\necho 'fake tor: cannot start' >&2\nexit 3\n"
 	if err := os.WriteFile(fake, []byte(script), 0o700); err != nil {
@@ -394,7 +393,7 @@ func TestStartTorFails(t *testing.T) {
 	// With cached keys the fake tor fails as an authority; without, it
 	// fails in key generation (--list-fingerprint). Either way the error
 	// must quote it.
-	n, err := tornet.Start(t.Context(), tornet.Config{TorPath: fake, KeyCache: tornettest.KeyCache()})
+	n, err := oniontest.Start(t.Context(), oniontest.Config{TorPath: fake, KeyCache: oniontest.KeyCache()})
 	if err == nil {
 		n.Close()
 		t.Fatal("Start succeeded with a tor that exits")
@@ -408,16 +407,16 @@ func TestStartBadConfig(t *testing.T) {
 	missing := filepath.Join(t.TempDir(), "no-such-tor")
 	for _, tc := range []struct {
 		name string
-		cfg  tornet.Config
+		cfg  oniontest.Config
 		want string
 	}{
-		{"tor_missing", tornet.Config{TorPath: missing, GencertPath: os.Args[0]}, "tor binary not found"},
-		{"gencert_missing", tornet.Config{TorPath: os.Args[0], GencertPath: missing}, "tor-gencert binary not found"},
-		{"too_few_authorities", tornet.Config{Authorities: 3}, "at least 4"},
-		{"dir_with_space", tornet.Config{Dir: filepath.Join(t.TempDir(), "a b")}, "white space"},
+		{"tor_missing", oniontest.Config{TorPath: missing, GencertPath: os.Args[0]}, "tor binary not found"},
+		{"gencert_missing", oniontest.Config{TorPath: os.Args[0], GencertPath: missing}, "tor-gencert binary not found"},
+		{"too_few_authorities", oniontest.Config{Authorities: 3}, "at least 4"},
+		{"dir_with_space", oniontest.Config{Dir: filepath.Join(t.TempDir(), "a b")}, "white space"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			n, err := tornet.Start(t.Context(), tc.cfg)
+			n, err := oniontest.Start(t.Context(), tc.cfg)
 			if err == nil {
 				n.Close()
 				t.Fatal("Start succeeded")

@@ -1,4 +1,4 @@
-package tornet
+package oniontest
 
 import (
 	"bytes"
@@ -99,10 +99,10 @@ func Start(ctx context.Context, cfg Config) (*Network, error) {
 		n = defaultAuthorities
 	}
 	if n < minAuthorities {
-		return nil, fmt.Errorf("tornet: %d authorities: at least %d are needed to build onion-service circuits", n, minAuthorities)
+		return nil, fmt.Errorf("oniontest: %d authorities: at least %d are needed to build onion-service circuits", n, minAuthorities)
 	}
 	if strings.ContainsFunc(cfg.Dir, unicode.IsSpace) {
-		return nil, fmt.Errorf("tornet: directory %q: tor cannot log to a path with white space", cfg.Dir)
+		return nil, fmt.Errorf("oniontest: directory %q: tor cannot log to a path with white space", cfg.Dir)
 	}
 	torPath, err := lookBinary(cfg.TorPath, "tor")
 	if err != nil {
@@ -113,7 +113,7 @@ func Start(ctx context.Context, cfg Config) (*Network, error) {
 		return nil, err
 	}
 	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("tornet: start: %w", err)
+		return nil, fmt.Errorf("oniontest: start: %w", err)
 	}
 	logger := cfg.Logger
 	if logger == nil {
@@ -127,20 +127,20 @@ func Start(ctx context.Context, cfg Config) (*Network, error) {
 		return nil, err
 	}
 	if dir == "" {
-		if dir, err = os.MkdirTemp("", "tornet-"); err != nil {
-			return nil, fmt.Errorf("tornet: %w", err)
+		if dir, err = os.MkdirTemp("", "oniontest-"); err != nil {
+			return nil, fmt.Errorf("oniontest: %w", err)
 		}
 		removeDir = true
 	} else {
 		if dir, err = filepath.Abs(dir); err != nil {
-			return nil, fmt.Errorf("tornet: %w", err)
+			return nil, fmt.Errorf("oniontest: %w", err)
 		}
 		if err := os.MkdirAll(dir, 0o700); err != nil {
-			return nil, fmt.Errorf("tornet: %w", err)
+			return nil, fmt.Errorf("oniontest: %w", err)
 		}
 	}
 	if strings.ContainsFunc(dir, unicode.IsSpace) {
-		return fail(fmt.Errorf("tornet: directory %q: tor cannot log to a path with white space", dir))
+		return fail(fmt.Errorf("oniontest: directory %q: tor cannot log to a path with white space", dir))
 	}
 	b := &booter{torPath: torPath, gencertPath: gencertPath, n: n, dir: dir, keyCache: cfg.KeyCache, logger: logger}
 
@@ -155,25 +155,25 @@ func Start(ctx context.Context, cfg Config) (*Network, error) {
 	}
 	wg.Wait()
 	if ctx.Err() != nil {
-		return fail(fmt.Errorf("tornet: generating keys: %w", ctx.Err()))
+		return fail(fmt.Errorf("oniontest: generating keys: %w", ctx.Err()))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fail(err)
 	}
-	logger.Info("tornet: keys ready", "authorities", n, "cache", cfg.KeyCache != "", "duration", time.Since(t0).Round(time.Millisecond))
+	logger.Info("oniontest: keys ready", "authorities", n, "cache", cfg.KeyCache != "", "duration", time.Since(t0).Round(time.Millisecond))
 
 	for attempt := 1; ; attempt++ {
 		nw, err := b.boot(ctx)
 		if err == nil {
 			nw.removeDir = removeDir
-			logger.Info("tornet: network ready", "socks", nw.socksAddr, "duration", time.Since(t0).Round(time.Millisecond))
+			logger.Info("oniontest: network ready", "socks", nw.socksAddr, "duration", time.Since(t0).Round(time.Millisecond))
 			return nw, nil
 		}
 		var be *bindError
 		if !errors.As(err, &be) || attempt == maxAttempts {
 			return fail(err)
 		}
-		logger.Warn("tornet: port taken, retrying with new ports", "node", be.node, "attempt", attempt)
+		logger.Warn("oniontest: port taken, retrying with new ports", "node", be.node, "attempt", attempt)
 	}
 }
 
@@ -184,7 +184,7 @@ func lookBinary(path, name string) (string, error) {
 	}
 	p, err := exec.LookPath(path)
 	if err != nil {
-		return "", fmt.Errorf("tornet: %s binary not found (install the tor package, e.g. apt-get install -y tor): %w", name, err)
+		return "", fmt.Errorf("oniontest: %s binary not found (install the tor package, e.g. apt-get install -y tor): %w", name, err)
 	}
 	return p, nil
 }
@@ -216,7 +216,7 @@ func (b *booter) boot(ctx context.Context) (nw *Network, err error) {
 	defer func() {
 		if err != nil {
 			if serr := stopAll(procs, failGrace); serr != nil {
-				b.logger.Warn("tornet: stop after failed start", "err", serr)
+				b.logger.Warn("oniontest: stop after failed start", "err", serr)
 			}
 		}
 	}()
@@ -252,7 +252,7 @@ func (b *booter) boot(ctx context.Context) (nw *Network, err error) {
 			return nil, err
 		}
 		procs = append(procs, p)
-		b.logger.Debug("tornet: tor started", "node", a.nick, "pid", p.pid())
+		b.logger.Debug("oniontest: tor started", "node", a.nick, "pid", p.pid())
 	}
 	// No proxy from the environment, and no "Accept-Encoding: gzip": tor
 	// would answer it with deflate, which net/http does not decode.
@@ -265,7 +265,7 @@ func (b *booter) boot(ctx context.Context) (nw *Network, err error) {
 		for _, a := range auths {
 			if c := fetchHSDirCount(ctx, hc, a.dirPort); c >= 0 {
 				if c != last {
-					b.logger.Debug("tornet: consensus", "hsdirs", c, "want", b.n)
+					b.logger.Debug("oniontest: consensus", "hsdirs", c, "want", b.n)
 					last = c
 				}
 				return c >= b.n
@@ -276,7 +276,7 @@ func (b *booter) boot(ctx context.Context) (nw *Network, err error) {
 	if err != nil {
 		return nil, err
 	}
-	b.logger.Info("tornet: consensus ready", "hsdirs", b.n, "duration", time.Since(t1).Round(time.Millisecond))
+	b.logger.Info("oniontest: consensus ready", "hsdirs", b.n, "duration", time.Since(t1).Round(time.Millisecond))
 
 	// Phase 3: the SOCKS client, until bootstrapped.
 	t2 := time.Now()
@@ -290,12 +290,12 @@ func (b *booter) boot(ctx context.Context) (nw *Network, err error) {
 		return nil, err
 	}
 	procs = append(procs, client)
-	b.logger.Debug("tornet: tor started", "node", clientNick, "pid", client.pid())
+	b.logger.Debug("oniontest: tor started", "node", clientNick, "pid", client.pid())
 	socks, err := waitClient(ctx, b.logger, newClientFiles(clientDir), procs)
 	if err != nil {
 		return nil, err
 	}
-	b.logger.Info("tornet: client bootstrapped", "duration", time.Since(t2).Round(time.Millisecond))
+	b.logger.Info("oniontest: client bootstrapped", "duration", time.Since(t2).Round(time.Millisecond))
 
 	return &Network{
 		dir:        b.dir,
@@ -309,10 +309,10 @@ func (b *booter) boot(ctx context.Context) (nw *Network, err error) {
 // freshDir (re)creates an empty node directory with the mode tor requires.
 func freshDir(path string) error {
 	if err := os.RemoveAll(path); err != nil {
-		return fmt.Errorf("tornet: %w", err)
+		return fmt.Errorf("oniontest: %w", err)
 	}
 	if err := os.MkdirAll(path, 0o700); err != nil {
-		return fmt.Errorf("tornet: %w", err)
+		return fmt.Errorf("oniontest: %w", err)
 	}
 	return nil
 }
@@ -324,7 +324,7 @@ func freePorts(n int) ([]int, error) {
 	for range n {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
-			return nil, fmt.Errorf("tornet: finding a free port: %w", err)
+			return nil, fmt.Errorf("oniontest: finding a free port: %w", err)
 		}
 		defer l.Close()
 		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
@@ -352,7 +352,7 @@ func poll(ctx context.Context, what string, procs []*proc, ready func() bool) er
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("tornet: %s: %w", what, ctx.Err())
+			return fmt.Errorf("oniontest: %s: %w", what, ctx.Err())
 		case <-t.C:
 		}
 	}
@@ -416,20 +416,20 @@ func waitClient(ctx context.Context, logger *slog.Logger, f clientFiles, procs [
 			}
 			var err error
 			if cc, err = dialControl(ctx, addr, f.cookieFile); err != nil {
-				logger.Debug("tornet: control port not ready", "err", err)
+				logger.Debug("oniontest: control port not ready", "err", err)
 				cc = nil
 				return false
 			}
 		}
 		p, err := cc.getInfo(ctx, "status/bootstrap-phase")
 		if err != nil {
-			logger.Debug("tornet: bootstrap phase", "err", err)
+			logger.Debug("oniontest: bootstrap phase", "err", err)
 			cc.Close()
 			cc = nil
 			return false
 		}
 		if p != phase {
-			logger.Debug("tornet: client bootstrap", "phase", p)
+			logger.Debug("oniontest: client bootstrap", "phase", p)
 			phase = p
 		}
 		return slices.Contains(strings.Fields(p), "PROGRESS=100")
@@ -443,7 +443,7 @@ func waitClient(ctx context.Context, logger *slog.Logger, f clientFiles, procs [
 	}
 	f0 := strings.Fields(ls)
 	if len(f0) == 0 {
-		return "", errors.New("tornet: client has no SOCKS listener")
+		return "", errors.New("oniontest: client has no SOCKS listener")
 	}
 	if u, err := strconv.Unquote(f0[0]); err == nil {
 		return u, nil
@@ -481,21 +481,21 @@ func (n *Network) Close() error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if n.closed {
-		return fmt.Errorf("tornet: %w", net.ErrClosed)
+		return fmt.Errorf("oniontest: %w", net.ErrClosed)
 	}
 	n.closed = true
 	t := time.Now()
 	if err := stopAll(n.procs, stopGrace); err != nil {
 		// A tor that deadlocked in shutdown was killed: it is gone, which
 		// is all Close promises.
-		n.logger.Warn("tornet: tor killed", "err", err)
+		n.logger.Warn("oniontest: tor killed", "err", err)
 	}
 	var err error
 	if n.removeDir {
 		if rerr := os.RemoveAll(n.dir); rerr != nil {
-			err = fmt.Errorf("tornet: removing network directory: %w", rerr)
+			err = fmt.Errorf("oniontest: removing network directory: %w", rerr)
 		}
 	}
-	n.logger.Info("tornet: network stopped", "duration", time.Since(t).Round(time.Millisecond))
+	n.logger.Info("oniontest: network stopped", "duration", time.Since(t).Round(time.Millisecond))
 	return err
 }

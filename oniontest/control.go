@@ -1,4 +1,4 @@
-package tornet
+package oniontest
 
 import (
 	"bufio"
@@ -43,12 +43,12 @@ func readControlAddr(path string) string {
 func dialControl(ctx context.Context, addr, cookieFile string) (*controlConn, error) {
 	cookie, err := os.ReadFile(cookieFile)
 	if err != nil {
-		return nil, fmt.Errorf("tornet: reading control cookie: %w", err)
+		return nil, fmt.Errorf("oniontest: reading control cookie: %w", err)
 	}
 	var d net.Dialer
 	c, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
-		return nil, fmt.Errorf("tornet: control port: %w", err)
+		return nil, fmt.Errorf("oniontest: control port: %w", err)
 	}
 	cc := &controlConn{c: c, r: bufio.NewReader(c)}
 	if _, err := cc.do(ctx, "AUTHENTICATE "+hex.EncodeToString(cookie)); err != nil {
@@ -74,7 +74,7 @@ func (cc *controlConn) getInfo(ctx context.Context, key string) (string, error) 
 			return v, nil
 		}
 	}
-	return "", fmt.Errorf("tornet: control port: no %s in reply", key)
+	return "", fmt.Errorf("oniontest: control port: no %s in reply", key)
 }
 
 // do sends one command and returns the text of its reply lines (status
@@ -98,11 +98,11 @@ func (cc *controlConn) do(ctx context.Context, cmd string) ([]string, error) {
 		}
 		line = strings.TrimRight(line, "\r\n")
 		if len(line) < 4 {
-			return nil, fmt.Errorf("tornet: control port: malformed reply %q", line)
+			return nil, fmt.Errorf("oniontest: control port: malformed reply %q", line)
 		}
 		code, sep, text := line[:3], line[3], line[4:]
 		if code != "250" {
-			return nil, fmt.Errorf("tornet: control port: %s %s", code, text)
+			return nil, fmt.Errorf("oniontest: control port: %s %s", code, text)
 		}
 		if sep == '+' { // data reply: text lines up to "."
 			for {
@@ -129,7 +129,7 @@ func (cc *controlConn) err(ctx context.Context, err error) error {
 		return ctx.Err()
 	}
 	if errors.Is(err, os.ErrDeadlineExceeded) {
-		return fmt.Errorf("tornet: control port: no reply within %v", controlTimeout)
+		return fmt.Errorf("oniontest: control port: no reply within %v", controlTimeout)
 	}
-	return fmt.Errorf("tornet: control port: %w", err)
+	return fmt.Errorf("oniontest: control port: %w", err)
 }

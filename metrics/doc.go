@@ -1,5 +1,5 @@
 // Package metrics exports the counters of onioncdn's components as
-// Prometheus metrics, for the programs under examples/.
+// Prometheus metrics.
 //
 // # Overview
 //

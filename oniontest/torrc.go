@@ -1,4 +1,4 @@
-package tornet
+package oniontest
 
 import (
 	"fmt"
@@ -79,7 +79,7 @@ ExitRelay 0
 ExitPolicy reject *:*
 AuthoritativeDirectory 1
 V3AuthoritativeDirectory 1
-ContactInfo tornet-%s
+ContactInfo oniontest-%s
 TestingV3AuthInitialVotingInterval 10
 TestingV3AuthInitialVoteDelay 2
 TestingV3AuthInitialDistDelay 2
@@ -123,7 +123,7 @@ CookieAuthFile %s
 func writeTorrc(dataDir, content string) (string, error) {
 	path := filepath.Join(dataDir, "torrc")
 	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
-		return "", fmt.Errorf("tornet: writing torrc: %w", err)
+		return "", fmt.Errorf("oniontest: writing torrc: %w", err)
 	}
 	return path, nil
 }

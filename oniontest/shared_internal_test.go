@@ -1,4 +1,4 @@
-package tornettest
+package oniontest
 
 import (
 	"fmt"
@@ -7,8 +7,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-
-	"github.com/onioncdn/onioncdn/internal/tornet"
 )
 
 // recordTB is a testing.TB that records Skip and Fatal instead of ending
@@ -81,7 +79,7 @@ func TestRequire(t *testing.T) {
 func TestSharedFailsFast(t *testing.T) {
 	Require(t)
 	missing := filepath.Join(t.TempDir(), "no-such-tor")
-	s := &Shared{Config: tornet.Config{TorPath: missing}}
+	s := &Shared{Config: Config{TorPath: missing}}
 	var msgs []string
 	for range 2 {
 		r := &recordTB{TB: t}
