@@ -3,6 +3,8 @@ package onion
 import (
 	"strings"
 	"testing"
+
+	"github.com/onioncdn/onioncdn/internal/onionaddr"
 )
 
 // A valid address, written by tor (testdata/torkey/hostname).
@@ -99,12 +101,12 @@ func FuzzParseAddress(f *testing.F) {
 		}
 		// The address decodes to a public key whose derived address is the
 		// same: the round trip with Key.Address's encoding.
-		b, err := onionEncoding.DecodeString(strings.ToUpper(got[:AddressLen]))
+		pub, err := onionaddr.Decode(got[:AddressLen])
 		if err != nil {
 			t.Fatal(err)
 		}
-		if serviceID(b[:32])+".onion" != got {
-			t.Fatalf("re-encoding %q gives %q", got, serviceID(b[:32]))
+		if serviceID(pub)+".onion" != got {
+			t.Fatalf("re-encoding %q gives %q", got, serviceID(pub))
 		}
 	})
 }

@@ -35,7 +35,7 @@
 //
 //	srv := new(onion.Server) // starts "tor" from PATH on first use
 //	defer srv.Close()
-//	key, err := onion.LoadKey("hs_ed25519_secret_key")
+//	key, _, err := onion.LoadOrCreateKey("hs_ed25519_secret_key") // created (0600) on first run
 //	if err != nil { … }
 //	ln, err := srv.Listen(ctx, onion.ListenConfig{Key: key, Watchdog: &onion.Watchdog{}})
 //	if err != nil { … }

@@ -19,7 +19,9 @@ func ExampleServer_Listen() {
 	srv := new(onion.Server) // starts tor from PATH on first use
 	defer srv.Close()
 
-	key, err := onion.LoadKey("/var/lib/myservice/hs_ed25519_secret_key")
+	// The key is created (mode 0600) on the first run and reused after:
+	// the address stays the same. Copy the file to publish it elsewhere.
+	key, _, err := onion.LoadOrCreateKey("/var/lib/myservice/hs_ed25519_secret_key")
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -75,7 +77,7 @@ func ExampleKey() {
 	// Output:
 	// true
 	// stojaiia2i7g4exolvj4tfhmks2mpdjsez6fjfleabqrzwbftlucyvyd.onion <nil>
-	// onion: address "stojaiia2i7g4exolvj4tfhmks2mpdjsez6fjfleabqrzwbftlucyvya.onion": version 0, want 3
+	// onion: address "stojaiia2i7g4exolvj4tfhmks2mpdjsez6fjfleabqrzwbftlucyvya.onion": version is not 3
 }
 
 // Fetch an onion site through tor's SOCKS port, on circuits of its own.

@@ -4,17 +4,17 @@ import (
 	"bytes"
 	"crypto/ed25519"
 	"crypto/rand"
-	"crypto/sha3"
-	"encoding/base32"
 	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
 
 	bed25519 "github.com/cretz/bine/torutil/ed25519"
+	"github.com/onioncdn/onioncdn/internal/onionaddr"
 )
 
 // keyFileHeader is the 32-byte header of tor's hs_ed25519_secret_key file.
@@ -25,9 +25,7 @@ const keyFileHeader = "== ed25519v1-secret: type0 ==\x00\x00\x00"
 const keyFileSize = len(keyFileHeader) + 64
 
 // AddressLen is the length of a v3 onion address without the ".onion" suffix.
-const AddressLen = 56
-
-var onionEncoding = base32.StdEncoding.WithPadding(base32.NoPadding)
+const AddressLen = onionaddr.IDLen
 
 // Key is the secret key of a v3 onion service. It is stored in tor's
 // expanded form (the 64-byte SHA-512 digest of the seed, clamped), which is
@@ -87,7 +85,8 @@ func ParseKeyFile(data []byte) (*Key, error) {
 // LoadKey reads a key from path, a file in tor's hs_ed25519_secret_key format
 // (for example the file of that name in a HiddenServiceDir). A key file that
 // its group or other users may read is refused: the key is the identity of
-// the service.
+// the service. If no file exists at path, the error matches
+// [io/fs.ErrNotExist] (see [LoadOrCreateKey]).
 func LoadKey(path string) (*Key, error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -115,6 +114,42 @@ func LoadKey(path string) (*Key, error) {
 	return k, nil
 }
 
+// LoadOrCreateKey loads the key at path (see [LoadKey]) or, if no file
+// exists there, generates a key and saves it there with mode 0600 (see
+// [Key.Save]). created reports which. The file is created atomically and
+// never replaced: when several processes start at once with the same path,
+// they all end up with the key of the one that created it first.
+//
+// Copy the file to every machine that must publish the same address (the
+// edges of a group); keep it readable by its owner only.
+func LoadOrCreateKey(path string) (k *Key, created bool, err error) {
+	if path == "" {
+		return nil, false, errors.New("onion: load key: no file name")
+	}
+	k, err = LoadKey(path)
+	if err == nil || !errors.Is(err, fs.ErrNotExist) {
+		return k, false, err
+	}
+	if k, err = GenerateKey(); err != nil {
+		return nil, false, err
+	}
+	tmp, err := k.saveTemp(filepath.Dir(path))
+	if err != nil {
+		return nil, false, err
+	}
+	defer os.Remove(tmp)
+	// A hard link fails if path exists: unlike a rename, it never replaces
+	// a key another process created meanwhile.
+	if err := os.Link(tmp, path); err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			k, err = LoadKey(path)
+			return k, false, err
+		}
+		return nil, false, fmt.Errorf("onion: save key: %w", err)
+	}
+	return k, true, nil
+}
+
 // MarshalFile returns the key in tor's hs_ed25519_secret_key file format.
 func (k *Key) MarshalFile() []byte {
 	b := make([]byte, 0, keyFileSize)
@@ -127,36 +162,40 @@ func (k *Key) MarshalFile() []byte {
 // renamed, so a crash never leaves a truncated key behind. An existing file at
 // path is replaced.
 func (k *Key) Save(path string) error {
-	dir := filepath.Dir(path)
+	tmp, err := k.saveTemp(filepath.Dir(path))
+	if err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("onion: save key: %w", err)
+	}
+	return nil
+}
+
+// saveTemp writes the key to a new file in dir with mode 0600, synced, and
+// returns its name.
+func (k *Key) saveTemp(dir string) (string, error) {
 	tmp, err := os.CreateTemp(dir, ".onionkey-*")
 	if err != nil {
-		return fmt.Errorf("onion: save key: %w", err)
+		return "", fmt.Errorf("onion: save key: %w", err)
 	}
 	name := tmp.Name()
-	ok := false
-	defer func() {
-		if !ok {
-			tmp.Close()
-			os.Remove(name)
-		}
-	}()
-	if err := tmp.Chmod(0o600); err != nil {
-		return fmt.Errorf("onion: save key: %w", err)
+	err = tmp.Chmod(0o600)
+	if err == nil {
+		_, err = tmp.Write(k.MarshalFile())
 	}
-	if _, err := tmp.Write(k.MarshalFile()); err != nil {
-		return fmt.Errorf("onion: save key: %w", err)
+	if err == nil {
+		err = tmp.Sync()
 	}
-	if err := tmp.Sync(); err != nil {
-		return fmt.Errorf("onion: save key: %w", err)
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
 	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("onion: save key: %w", err)
+	if err != nil {
+		os.Remove(name)
+		return "", fmt.Errorf("onion: save key: %w", err)
 	}
-	if err := os.Rename(name, path); err != nil {
-		return fmt.Errorf("onion: save key: %w", err)
-	}
-	ok = true
-	return nil
+	return name, nil
 }
 
 // Address returns the service's address, "<56 base32 characters>.onion".
@@ -177,24 +216,7 @@ func (k *Key) addOnionBlob() string {
 	return "ED25519-V3:" + base64.StdEncoding.EncodeToString(k.expanded[:])
 }
 
-// checksum returns the v3 address checksum for pub.
-func checksum(pub []byte) [2]byte {
-	h := sha3.New256()
-	h.Write([]byte(".onion checksum"))
-	h.Write(pub)
-	h.Write([]byte{3})
-	var s [32]byte
-	h.Sum(s[:0])
-	return [2]byte{s[0], s[1]}
-}
-
-func serviceID(pub []byte) string {
-	var b [35]byte
-	copy(b[:], pub)
-	c := checksum(pub)
-	b[32], b[33], b[34] = c[0], c[1], 3
-	return strings.ToLower(onionEncoding.EncodeToString(b[:]))
-}
+func serviceID(pub []byte) string { return onionaddr.Encode(pub) }
 
 // ParseAddress validates a v3 onion address and returns it normalised:
 // lower case, with the ".onion" suffix, without any subdomain. It accepts
@@ -217,15 +239,13 @@ func ParseAddress(s string) (string, error) {
 		}
 		return "", fmt.Errorf("onion: address %q: service id has %d characters, want %d", s, len(id), AddressLen)
 	}
-	b, err := onionEncoding.DecodeString(strings.ToUpper(id))
-	if err != nil || len(b) != 35 {
-		return "", fmt.Errorf("onion: address %q: not base32 (a-z, 2-7)", s)
-	}
-	if b[34] != 3 {
-		return "", fmt.Errorf("onion: address %q: version %d, want 3", s, b[34])
-	}
-	if c := checksum(b[:32]); c[0] != b[32] || c[1] != b[33] {
+	switch _, err := onionaddr.Decode(id); {
+	case errors.Is(err, onionaddr.ErrVersion):
+		return "", fmt.Errorf("onion: address %q: version is not 3", s)
+	case errors.Is(err, onionaddr.ErrChecksum):
 		return "", fmt.Errorf("onion: address %q: bad checksum (mistyped?)", s)
+	case err != nil:
+		return "", fmt.Errorf("onion: address %q: not base32 (a-z, 2-7)", s)
 	}
 	return id + ".onion", nil
 }

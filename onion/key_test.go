@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -165,5 +166,66 @@ func TestSaveKeyErrors(t *testing.T) {
 	err := k.Save(filepath.Join(t.TempDir(), "no", "such", "dir", "key"))
 	if err == nil || !strings.HasPrefix(err.Error(), "onion: save key") {
 		t.Fatalf("Save into missing directory: %v, want onion: save key error", err)
+	}
+}
+
+func TestLoadOrCreateKey(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "group.key")
+	if _, err := LoadKey(path); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("LoadKey of a missing file = %v, want fs.ErrNotExist", err)
+	}
+	k1, created, err := LoadOrCreateKey(path)
+	if err != nil || !created {
+		t.Fatalf("first LoadOrCreateKey = %v, created %v", err, created)
+	}
+	st, err := os.Stat(path)
+	if err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("key file: %v, mode %v", err, st.Mode())
+	}
+	k2, created, err := LoadOrCreateKey(path)
+	if err != nil || created || k2.Address() != k1.Address() {
+		t.Fatalf("second LoadOrCreateKey = %v, created %v, %s vs %s", err, created, k2, k1)
+	}
+	// Concurrent first starts agree on one key and create it once.
+	path = filepath.Join(dir, "race.key")
+	const n = 8
+	addrs := make([]string, n)
+	creators := make([]bool, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			k, c, err := LoadOrCreateKey(path)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			addrs[i], creators[i] = k.Address(), c
+		})
+	}
+	wg.Wait()
+	nc := 0
+	for i := range n {
+		if addrs[i] != addrs[0] {
+			t.Fatalf("processes disagree: %s vs %s", addrs[i], addrs[0])
+		}
+		if creators[i] {
+			nc++
+		}
+	}
+	if nc != 1 {
+		t.Fatalf("%d creators, want 1", nc)
+	}
+	left, _ := filepath.Glob(filepath.Join(dir, ".onionkey-*"))
+	if len(left) != 0 {
+		t.Fatalf("temporary files left: %v", left)
+	}
+	if _, _, err := LoadOrCreateKey(""); err == nil {
+		t.Fatal("empty path accepted")
+	}
+	// A key readable by others is still refused, not replaced.
+	os.Chmod(path, 0o644)
+	if _, _, err := LoadOrCreateKey(path); err == nil || !strings.Contains(err.Error(), "chmod 600") {
+		t.Fatalf("group-readable key: %v", err)
 	}
 }

@@ -16,13 +16,13 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/cretz/bine/control"
 	"github.com/cretz/bine/process"
 	"github.com/cretz/bine/tor"
 	"github.com/cretz/bine/torutil"
+	"github.com/onioncdn/onioncdn/internal/torproc"
 )
 
 // controlTimeout bounds one control port command.
@@ -564,17 +564,16 @@ func (s *Server) doShutdown() error {
 // tor the Server starts. Its Start returns only once tor has written its
 // control port file (bine itself polls for two seconds only, too short on a
 // loaded machine), and it lets the Server stop tor with SIGTERM then
-// SIGKILL.
+// SIGKILL. tor runs in its own process group (internal/torproc), so that a
+// Ctrl-C or a signal to the program's process group reaches only the
+// program, which drains, then stops tor.
 type torProcess struct {
 	startCtx context.Context
 	exe      string
 
-	mu       sync.Mutex
-	cmd      *exec.Cmd
-	out      tailBuffer
+	args     []string
 	portFile string
-	exited   chan struct{}
-	waitErr  error
+	p        *torproc.Proc
 }
 
 func (p *torProcess) New(ctx context.Context, args ...string) (process.Process, error) {
@@ -583,27 +582,18 @@ func (p *torProcess) New(ctx context.Context, args ...string) (process.Process, 
 			p.portFile = args[i+1]
 		}
 	}
-	cmd := exec.CommandContext(ctx, p.exe, args...)
-	cmd.Stdout = &p.out
-	cmd.Stderr = &p.out
-	// On ctx cancellation (the end of the Server's life) exec kills tor;
-	// Close has tried SIGTERM first by then.
-	p.cmd = cmd
+	// bine's ctx is the Server's life: Close stops tor itself (SIGTERM,
+	// then SIGKILL), so it is not tied to exec's cancellation.
+	p.args = args
 	return p, nil
 }
 
 func (p *torProcess) Start() error {
-	if err := p.cmd.Start(); err != nil {
+	tp, err := torproc.Start(torproc.Command(p.exe, p.args...), tailMax)
+	if err != nil {
 		return err
 	}
-	p.exited = make(chan struct{})
-	go func() {
-		err := p.cmd.Wait()
-		p.mu.Lock()
-		p.waitErr = err
-		p.mu.Unlock()
-		close(p.exited)
-	}()
+	p.p = tp
 	if p.portFile == "" {
 		return nil
 	}
@@ -614,8 +604,8 @@ func (p *torProcess) Start() error {
 			return nil
 		}
 		select {
-		case <-p.exited:
-			return fmt.Errorf("tor exited during startup (%v)", p.exitErr())
+		case <-tp.Done():
+			return fmt.Errorf("tor exited during startup (%v)", tp.Err())
 		case <-p.startCtx.Done():
 			return fmt.Errorf("waiting for tor's control port: %w", p.startCtx.Err())
 		case <-tick.C:
@@ -623,18 +613,11 @@ func (p *torProcess) Start() error {
 	}
 }
 
-func (p *torProcess) exitErr() error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.waitErr
-}
-
 func (p *torProcess) Wait() error {
-	if p.exited == nil {
+	if p.p == nil {
 		return errors.New("tor not started")
 	}
-	<-p.exited
-	return p.exitErr()
+	return p.p.Err()
 }
 
 func (p *torProcess) EmbeddedControlConn() (net.Conn, error) {
@@ -642,67 +625,36 @@ func (p *torProcess) EmbeddedControlConn() (net.Conn, error) {
 }
 
 func (p *torProcess) pid() int {
-	if p.cmd == nil || p.cmd.Process == nil {
+	if p.p == nil {
 		return 0
 	}
-	return p.cmd.Process.Pid
+	return p.p.PID()
 }
 
 func (p *torProcess) output() string {
-	return p.out.String()
+	if p.p == nil {
+		return ""
+	}
+	return p.p.Output()
 }
 
 // kill ends a started process at once and waits for it.
 func (p *torProcess) kill() {
-	if p.cmd == nil || p.cmd.Process == nil || p.exited == nil {
-		return
+	if p.p != nil {
+		p.p.Kill()
 	}
-	p.cmd.Process.Kill()
-	<-p.exited
 }
 
 // stop sends SIGTERM, waits up to timeout, then SIGKILL.
 func (p *torProcess) stop(timeout time.Duration) error {
-	if p.cmd == nil || p.cmd.Process == nil || p.exited == nil {
+	if p.p == nil {
 		return nil
 	}
-	p.cmd.Process.Signal(syscall.SIGTERM)
-	t := time.NewTimer(timeout)
-	defer t.Stop()
-	select {
-	case <-p.exited:
-		return nil
-	case <-t.C:
+	if err := p.p.Stop(timeout); err != nil && !errors.Is(err, torproc.ErrKilled) {
+		return fmt.Errorf("onion: %w", err)
 	}
-	p.cmd.Process.Kill()
-	select {
-	case <-p.exited:
-		return nil
-	case <-time.After(timeout):
-		return fmt.Errorf("onion: tor (pid %d) did not exit after SIGKILL", p.pid())
-	}
+	return nil
 }
 
-// tailBuffer keeps the last few KB of tor's output, for error messages.
-type tailBuffer struct {
-	mu sync.Mutex
-	b  []byte
-}
-
+// tailMax is how much of tor's console output is kept for error messages.
 const tailMax = 2048
-
-func (t *tailBuffer) Write(p []byte) (int, error) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.b = append(t.b, p...)
-	if len(t.b) > tailMax {
-		t.b = append(t.b[:0], t.b[len(t.b)-tailMax:]...)
-	}
-	return len(p), nil
-}
-
-func (t *tailBuffer) String() string {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return strings.TrimSpace(string(t.b))
-}

@@ -872,7 +872,7 @@ func killTor(t *testing.T, s *Server) {
 		t.Fatal(err)
 	}
 	select {
-	case <-s.proc.exited:
+	case <-s.proc.p.Done():
 	case <-time.After(30 * time.Second):
 		t.Fatal("killed tor did not exit")
 	}

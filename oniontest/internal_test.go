@@ -70,15 +70,6 @@ func TestCacheValid(t *testing.T) {
 	}
 }
 
-func TestTailBuffer(t *testing.T) {
-	b := &tailBuffer{max: 8}
-	b.Write([]byte("hello "))
-	b.Write([]byte("world!"))
-	if got := b.String(); got != "o world!" {
-		t.Errorf("tail = %q, want %q", got, "o world!")
-	}
-}
-
 func TestFileTail(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "log")
 	os.WriteFile(path, []byte("line one\nline two\nline three\n"), 0o600)

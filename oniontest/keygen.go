@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/onioncdn/onioncdn/internal/torproc"
 )
 
 // certMinValidity is how long a cached authority certificate must still be
@@ -181,7 +183,7 @@ func runQuiet(ctx context.Context, cmd *exec.Cmd) error {
 	var out bytes.Buffer
 	cmd.Stdout = &out
 	cmd.Stderr = &out
-	setDeathSignal(cmd)
+	torproc.Own(cmd)
 	if err := cmd.Run(); err != nil {
 		if ctx.Err() != nil {
 			return ctx.Err()

@@ -6,12 +6,12 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
+
+	"github.com/onioncdn/onioncdn/internal/torproc"
 )
 
 // stopGrace is how long Close waits after SIGTERM before it sends SIGKILL:
@@ -29,81 +29,54 @@ const tailBytes = 2048
 type proc struct {
 	name    string // node nickname, e.g. "a1" or "client"
 	dataDir string
-	cmd     *exec.Cmd
-	out     *tailBuffer   // tor's stdout and stderr (messages before the log file opens)
-	done    chan struct{} // closed once Wait returned
-	waitErr error         // valid after done is closed
+	*torproc.Proc
 }
 
 // startTor starts tor with the given torrc. The process is owned by us: it
-// is not daemonised, tor exits by itself when this process dies
-// (__OwningControllerProcess) and, on Linux, the kernel kills it too
-// (Pdeathsig).
+// is not daemonised, runs in its own process group, exits by itself when
+// this process dies (__OwningControllerProcess) and, on Linux, the kernel
+// kills it too (parent-death signal; see internal/torproc).
 func startTor(torPath, name, dataDir, torrc string) (*proc, error) {
-	p := &proc{name: name, dataDir: dataDir, out: &tailBuffer{max: tailBytes}, done: make(chan struct{})}
-	p.cmd = exec.Command(torPath,
+	cmd := torproc.Command(torPath,
 		"-f", torrc,
 		"--hush",
 		"--__OwningControllerProcess", strconv.Itoa(os.Getpid()),
 	)
-	p.cmd.Dir = dataDir
-	p.cmd.Stdout = p.out
-	p.cmd.Stderr = p.out
-	setDeathSignal(p.cmd)
-	if err := p.cmd.Start(); err != nil {
+	cmd.Dir = dataDir
+	tp, err := torproc.Start(cmd, tailBytes)
+	if err != nil {
 		return nil, fmt.Errorf("oniontest: starting tor %s: %w", name, err)
 	}
-	go func() {
-		p.waitErr = p.cmd.Wait()
-		close(p.done)
-	}()
-	return p, nil
+	return &proc{name: name, dataDir: dataDir, Proc: tp}, nil
 }
 
 // pid returns the process id.
-func (p *proc) pid() int { return p.cmd.Process.Pid }
+func (p *proc) pid() int { return p.PID() }
 
 // exited reports whether the process has exited.
-func (p *proc) exited() bool {
-	select {
-	case <-p.done:
-		return true
-	default:
-		return false
-	}
-}
+func (p *proc) exited() bool { return p.Exited() }
 
 // stop sends SIGTERM, waits up to grace, then SIGKILL, and waits for the
 // process to be reaped. It returns an error only if the process had to be
 // killed.
 func (p *proc) stop(grace time.Duration) error {
-	if p.exited() {
-		return nil
+	if err := p.Stop(grace); err != nil {
+		return fmt.Errorf("oniontest: tor %s: %w", p.name, err)
 	}
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	t := time.NewTimer(grace)
-	defer t.Stop()
-	select {
-	case <-p.done:
-		return nil
-	case <-t.C:
-	}
-	_ = p.cmd.Process.Kill()
-	<-p.done
-	return fmt.Errorf("oniontest: tor %s (pid %d) ignored SIGTERM for %v: killed", p.name, p.pid(), grace)
+	return nil
 }
 
 // exitError describes an unexpected exit, with the tail of tor's output
 // and notice log.
 func (p *proc) exitError(when string) error {
-	return fmt.Errorf("oniontest: tor %s exited %s (%v)%s", p.name, when, p.waitErr, p.logTail())
+	return fmt.Errorf("oniontest: tor %s exited %s (%v)%s", p.name, when, p.Err(), p.logTail())
 }
 
 // logTail returns the last lines tor wrote to its console and notice log,
 // formatted for an error message ("" if there is nothing).
 func (p *proc) logTail() string {
 	var b strings.Builder
-	if out := strings.TrimSpace(p.out.String()); out != "" {
+	if out := p.Output(); out != "" {
 		b.WriteString("\n--- tor output:\n")
 		b.WriteString(out)
 	}
@@ -116,7 +89,7 @@ func (p *proc) logTail() string {
 
 // bindFailed reports whether tor failed because a port was taken.
 func (p *proc) bindFailed() bool {
-	s := p.out.String() + fileTail(noticeLog(p.dataDir), 4*tailBytes)
+	s := p.Output() + fileTail(noticeLog(p.dataDir), 4*tailBytes)
 	return strings.Contains(s, "Address already in use") || strings.Contains(s, "Could not bind")
 }
 
@@ -143,30 +116,6 @@ func fileTail(path string, n int64) string {
 		}
 	}
 	return string(buf)
-}
-
-// tailBuffer keeps the last max bytes written to it. It is safe for
-// concurrent use.
-type tailBuffer struct {
-	mu  sync.Mutex
-	max int
-	buf []byte
-}
-
-func (t *tailBuffer) Write(p []byte) (int, error) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.buf = append(t.buf, p...)
-	if over := len(t.buf) - t.max; over > 0 {
-		t.buf = append(t.buf[:0], t.buf[over:]...)
-	}
-	return len(p), nil
-}
-
-func (t *tailBuffer) String() string {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return string(t.buf)
 }
 
 // stopAll stops the processes in parallel and joins the errors.

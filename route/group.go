@@ -2,8 +2,6 @@ package route
 
 import (
 	"crypto/ed25519"
-	"crypto/sha3"
-	"encoding/base32"
 	"errors"
 	"fmt"
 	"math"
@@ -11,6 +9,8 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+
+	"github.com/onioncdn/onioncdn/internal/onionaddr"
 )
 
 // Group is one group of edges that publish the same onion key, and so
@@ -134,42 +134,14 @@ func groupHost(addr string, allowNonOnion bool, port int) (string, error) {
 // checksum and version byte.
 func ValidOnion(host string) bool {
 	id, ok := strings.CutSuffix(host, ".onion")
-	if !ok || len(id) != 56 {
+	if !ok {
 		return false
 	}
-	for i := 0; i < len(id); i++ {
-		c := id[i]
-		if !('a' <= c && c <= 'z' || '2' <= c && c <= '7') {
-			return false
-		}
-	}
-	raw, err := base32.StdEncoding.DecodeString(strings.ToUpper(id))
-	if err != nil || len(raw) != 35 {
-		return false
-	}
-	pub, sum, ver := raw[:32], raw[32:34], raw[34]
-	if ver != 3 {
-		return false
-	}
-	h := sha3.New256()
-	h.Write([]byte(".onion checksum"))
-	h.Write(pub)
-	h.Write([]byte{ver})
-	d := h.Sum(nil)
-	return d[0] == sum[0] && d[1] == sum[1]
+	_, err := onionaddr.Decode(id)
+	return err == nil
 }
 
 // OnionAddress returns the v3 onion address ("<56 chars>.onion") of an
 // onion service's ed25519 public key. It is handy for configuration and
 // tests; package onion derives the same address from its keys.
-func OnionAddress(pub ed25519.PublicKey) string {
-	h := sha3.New256()
-	h.Write([]byte(".onion checksum"))
-	h.Write(pub)
-	h.Write([]byte{3})
-	d := h.Sum(nil)
-	raw := make([]byte, 0, 35)
-	raw = append(raw, pub...)
-	raw = append(raw, d[0], d[1], 3)
-	return strings.ToLower(base32.StdEncoding.EncodeToString(raw)) + ".onion"
-}
+func OnionAddress(pub ed25519.PublicKey) string { return onionaddr.Encode(pub) + ".onion" }
