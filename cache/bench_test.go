@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/onioncdn/onioncdn/cache/heldwrite"
 )
 
 // discardWriter is a minimal http.ResponseWriter that drops the body,
@@ -74,7 +76,7 @@ func BenchmarkKey(b *testing.B) {
 	c := &Cache{}
 	b.ReportAllocs()
 	for b.Loop() {
-		if k := c.baseKey(req); len(k) == 0 {
+		if k := c.baseKey(req, false); len(k) == 0 {
 			b.Fatal("empty key")
 		}
 	}
@@ -101,9 +103,8 @@ func BenchmarkHitHTTP(b *testing.B) {
 			u, _ := url.Parse(origin.URL)
 			benchmarkHTTP(b, &Cache{Upstream: u, Store: &MemoryStore{MaxBytes: 64 << 20}}, size)
 		})
-		// As a server should run it: on a NewListener with ConnContext,
-		// so that a small hit leaves in one write.
-		b.Run(fmt.Sprintf("cache-listener/%dKB", size>>10), func(b *testing.B) {
+		// With package heldwrite, so that a small hit leaves in one write.
+		b.Run(fmt.Sprintf("cache-heldwrite/%dKB", size>>10), func(b *testing.B) {
 			origin := httptest.NewServer(plain)
 			defer origin.Close()
 			u, _ := url.Parse(origin.URL)
@@ -114,9 +115,10 @@ func BenchmarkHitHTTP(b *testing.B) {
 
 func benchmarkHTTP(b *testing.B, h http.Handler, size int) {
 	srv := httptest.NewUnstartedServer(h)
-	if strings.HasPrefix(b.Name(), "BenchmarkHitHTTP/cache-listener/") {
-		srv.Listener = NewListener(srv.Listener)
-		srv.Config.ConnContext = ConnContext
+	if strings.HasPrefix(b.Name(), "BenchmarkHitHTTP/cache-heldwrite/") {
+		srv.Config.Handler = heldwrite.Wrap(h)
+		srv.Listener = heldwrite.Listener(srv.Listener)
+		srv.Config.ConnContext = heldwrite.ConnContext
 	}
 	srv.Start()
 	defer srv.Close()

@@ -27,6 +27,11 @@ const (
 	DefaultFillTimeout = 5 * time.Minute
 )
 
+// ErrNoUpstream is the error of a Cache serving as a Handler (or
+// prefetching) with neither Upstream nor Transport set: it would forward
+// requests to whatever host the client names, an open proxy.
+var ErrNoUpstream = errors.New("cache: no upstream: set Cache.Upstream, or a Transport that chooses the upstream (such as upstream.Transport)")
+
 // Cache is a shared HTTP cache (RFC 9111) for one tier of a CDN. It is an
 // [http.Handler] that forwards what it cannot serve from its [Store] to an
 // upstream, and an [http.RoundTripper] that does the same for a client.
@@ -36,7 +41,8 @@ const (
 // reads it from there as it arrives.
 //
 // The zero value is a usable cache in memory in front of
-// http.DefaultTransport. Its exported fields may be changed until the first
+// http.DefaultTransport for RoundTrip; to serve as a Handler it needs
+// Upstream or a Transport that chooses the upstream (see [ErrNoUpstream]). Its exported fields may be changed until the first
 // method call. A Cache is safe for concurrent use.
 type Cache struct {
 	// Transport sends requests upstream. If nil, a clone of
@@ -66,6 +72,26 @@ type Cache struct {
 	// of r, so that sites sharing a Cache never share entries. If nil,
 	// there is one partition.
 	Partition func(r *http.Request) string
+
+	// KeyHost returns the host part of the cache key of r. If nil, a
+	// request served as a Handler (or prefetched) has none: its key is its
+	// path and query (see Policy), whatever its Host header says, so a
+	// client cannot multiply stored objects by varying Host, and a site
+	// reachable under several names (its onion address, a TCP name) is
+	// stored once. A Cache in front of one site needs nothing else. A
+	// request sent through RoundTrip is keyed by [URLHost] (the scheme and
+	// host the program chose). [FixedHost] and [AllowHosts] cover the other
+	// cases; a function returning r.Host keys by the client's Host, which
+	// lets clients multiply storage.
+	//
+	// The host part must cover everything that selects the upstream's
+	// response: with Upstream set (and PreserveHost false) or with a
+	// Transport that chooses the upstream itself (upstream.Transport), the
+	// client's Host does not reach the upstream, and the default is right.
+	// If the client's Host does reach it (PreserveHost here or on the
+	// Transport, or an http.Transport dialling the request's host), use
+	// AllowHosts, or the response for one Host would be served for all.
+	KeyHost func(r *http.Request) string
 
 	// Name identifies this cache in the Cache-Status header. If empty,
 	// DefaultName.
@@ -108,9 +134,11 @@ type Cache struct {
 	// uncached for a minute.
 	MaxObjectBytes int64
 
-	// StripServerHeaders removes headers naming the origin's software
-	// (Server, X-Powered-By, ...) from responses. If false they are kept.
-	StripServerHeaders bool
+	// KeepServerHeaders keeps the response headers that name the origin's
+	// software (Server, X-Powered-By, X-AspNet-Version, X-Generator, Via,
+	// ...). If false (the default) they are removed: they fingerprint the
+	// origin, which an onion service must not reveal.
+	KeepServerHeaders bool
 
 	// LogQuery includes the query string in Record.Path. If false (the
 	// default) only the path is logged: queries may carry identifying data.
@@ -119,9 +147,11 @@ type Cache struct {
 	// Now returns the current time. If nil, time.Now.
 	Now func() time.Time
 
-	// OnRecord, if set, is called once per request after its last byte was
-	// written or the response was abandoned.
-	OnRecord func(r *http.Request, rec Record)
+	// OnRecord are called, in order, once per request after its last byte
+	// was written or the response was abandoned: metrics, prefetch hit
+	// counting and access logs each append their hook. They run on the
+	// request's goroutine and must be quick.
+	OnRecord []func(r *http.Request, rec Record)
 
 	// Logger receives one record per request at Debug level (Info for
 	// failures) and errors. If nil, logs are discarded.
@@ -147,8 +177,6 @@ type Cache struct {
 	// testHookFlight, if set, is called by every request that starts
 	// waiting on a flight (leader included). Tests only.
 	testHookFlight func()
-	// testHookCork, if set, is called when a response's socket was corked.
-	testHookCork func()
 
 	fills   sync.Map // base key → *fill in progress (read on every request: no lock)
 	decoded *[decodedSlots]atomic.Pointer[decoded]
@@ -192,7 +220,7 @@ func (c *Cache) init() {
 			},
 			Transport: c.transport,
 			ModifyResponse: func(resp *http.Response) error {
-				hygiene.CleanResponse(resp.Header, c.StripServerHeaders)
+				hygiene.CleanResponse(resp.Header, !c.KeepServerHeaders)
 				if c.CacheStatus {
 					resp.Header.Add("Cache-Status", c.name()+"; fwd=method; fwd-status="+strconv.Itoa(resp.StatusCode))
 				} else {
@@ -274,8 +302,8 @@ func (c *Cache) record(r *http.Request, rec *Record, start time.Time) {
 	if rec.Err != nil {
 		c.stats.errors.Add(1)
 	}
-	if c.OnRecord != nil {
-		c.OnRecord(r, *rec)
+	for _, h := range c.OnRecord {
+		h(r, *rec)
 	}
 	lvl := slog.LevelDebug
 	if rec.Err != nil {
@@ -365,6 +393,12 @@ func (c *Cache) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := c.now()
 	c.init()
 	rec := Record{Method: r.Method, Path: c.logPath(r)}
+	if c.Upstream == nil && c.Transport == nil {
+		rec.Err, rec.Disposition, rec.Status = ErrNoUpstream, Error, http.StatusBadGateway
+		c.handleError(w, r, ErrNoUpstream)
+		c.record(r, &rec, start)
+		return
+	}
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		rw := &recordingWriter{ResponseWriter: w}
 		rec.Disposition = FwdMethod
@@ -373,11 +407,11 @@ func (c *Cache) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if rec.Status == 0 {
 			rec.Status = http.StatusOK
 		}
-		c.invalidate(r, rec.Status, rw.Header())
+		c.invalidate(r, rec.Status, rw.Header(), false)
 		c.record(r, &rec, start)
 		return
 	}
-	rp, err := c.get(r.Context(), r, &rec, w.Header())
+	rp, err := c.get(r.Context(), r, &rec, w.Header(), false)
 	if err != nil {
 		rec.Err = err
 		rec.Disposition = Error
@@ -417,19 +451,19 @@ func (c *Cache) RoundTrip(r *http.Request) (*http.Response, error) {
 			c.record(r, &rec, start)
 			return nil, fmt.Errorf("cache: upstream: %w", err)
 		}
-		hygiene.CleanResponse(resp.Header, c.StripServerHeaders)
+		hygiene.CleanResponse(resp.Header, !c.KeepServerHeaders)
 		if !c.CacheStatus {
 			resp.Header.Del("Cache-Status")
 		}
 		rec.Status = resp.StatusCode
-		c.invalidate(r, resp.StatusCode, resp.Header)
+		c.invalidate(r, resp.StatusCode, resp.Header, true)
 		resp.Body = &recordBody{rc: resp.Body, done: func(n int64, err error) {
 			rec.Bytes, rec.Err = n, err
 			c.record(r, &rec, start)
 		}}
 		return resp, nil
 	}
-	rp, err := c.get(r.Context(), r, &rec, nil)
+	rp, err := c.get(r.Context(), r, &rec, nil, true)
 	if err != nil {
 		rec.Err = err
 		rec.Disposition = Error
@@ -448,6 +482,9 @@ func (c *Cache) Prefetch(ctx context.Context, r *http.Request) error {
 	c.init()
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		return fmt.Errorf("cache: prefetch: method %s not cacheable", r.Method)
+	}
+	if c.Upstream == nil && c.Transport == nil {
+		return ErrNoUpstream
 	}
 	r = r.WithContext(ctx)
 	rec := Record{Method: r.Method, Path: c.logPath(r), Prefetch: true}

@@ -46,9 +46,8 @@
 //
 // Hits are copied straight from the store to the connection (with
 // sendfile(2) from the disk store): memory does not grow with object size
-// or with the number of clients. Served on a [NewListener] with
-// [ConnContext], a small hit (up to [MaxHeldResponse]) leaves in a single
-// write, header and body.
+// or with the number of clients. Package heldwrite (opt-in) makes a small
+// hit leave in a single write, header and body.
 //
 // # Usage
 //
@@ -58,8 +57,11 @@
 //	c := &cache.Cache{Upstream: u, Store: store, Name: "edge"}
 //	ln, err := net.Listen("tcp", "127.0.0.1:8080")
 //	...
-//	srv := &http.Server{Handler: c, ConnContext: cache.ConnContext}
-//	srv.Serve(cache.NewListener(ln))
+//	srv := &http.Server{Handler: c, ReadHeaderTimeout: time.Minute}
+//	srv.Serve(ln)
+//
+// (Package tier serves a tier with the recommended settings and shutdown
+// order.)
 //
 // On disk, with small objects also kept in memory (hits on them then cost
 // no file system calls; large ones go out with sendfile):

@@ -3,7 +3,6 @@ package cache_test
 import (
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -46,42 +45,6 @@ func ExampleCache() {
 	// hello from the origin | edge; fwd=uri-miss; fwd-status=200 | Age sent: true
 	// hello from the origin | edge; hit | Age sent: true
 	// origin requests: 1
-}
-
-// A tier served as it should be in production: on a NewListener with
-// ConnContext, so that small hits leave in one write and file-backed ones
-// are corked.
-func ExampleNewListener() {
-	origin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Cache-Control", "max-age=60")
-		fmt.Fprint(w, strings.Repeat("x", 10<<10))
-	}))
-	defer origin.Close()
-
-	upstream, _ := url.Parse(origin.URL)
-	c := &cache.Cache{Upstream: upstream, CacheStatus: true}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		panic(err)
-	}
-	srv := &http.Server{Handler: c, ConnContext: cache.ConnContext}
-	go srv.Serve(cache.NewListener(ln))
-	defer srv.Close()
-
-	for range 2 {
-		resp, err := http.Get("http://" + ln.Addr().String() + "/obj")
-		if err != nil {
-			panic(err)
-		}
-		body, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		c.Shutdown(resp.Request.Context()) // let the fill finish storing
-		status, _, _ := strings.Cut(resp.Header.Get("Cache-Status"), "; ttl=")
-		fmt.Println(resp.Status, len(body), "bytes |", status)
-	}
-	// Output:
-	// 200 OK 10240 bytes | onioncdn; fwd=uri-miss; fwd-status=200
-	// 200 OK 10240 bytes | onioncdn; hit
 }
 
 // Ten concurrent clients on a cold object cost one origin request.

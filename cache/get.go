@@ -21,10 +21,11 @@ import (
 const maxAttempts = 3
 
 // baseKey returns the store key of r's primary entry: partition, method
-// (HEAD shares GET's entries) and the resource key.
-func (c *Cache) baseKey(r *http.Request) string {
-	if c.Policy == nil && c.Partition == nil {
-		return defaultKey("GET ", r) // partitionKey(r, DefaultKey(r)) in one allocation
+// (HEAD shares GET's entries), host part (see Cache.KeyHost; rt: r came
+// through RoundTrip) and the resource key.
+func (c *Cache) baseKey(r *http.Request, rt bool) string {
+	if c.Policy == nil && c.Partition == nil && c.KeyHost == nil && !rt {
+		return defaultKey("GET ", r) // the common case, in one allocation
 	}
 	var k string
 	if c.Policy != nil {
@@ -32,16 +33,34 @@ func (c *Cache) baseKey(r *http.Request) string {
 	} else {
 		k = DefaultKey(r)
 	}
-	return c.partitionKey(r, k)
+	return c.partitionKey(r, c.keyHost(r, rt), k)
 }
 
-func (c *Cache) partitionKey(r *http.Request, resource string) string {
+// keyHost returns the host part of r's cache key.
+func (c *Cache) keyHost(r *http.Request, rt bool) string {
+	if c.KeyHost != nil {
+		return c.KeyHost(r)
+	}
+	if rt {
+		return URLHost(r)
+	}
+	return ""
+}
+
+// partitionKey assembles a store key. A non-empty host is separated from
+// the resource by a space, which no request target contains: no host and
+// resource can be spliced into another's key.
+func (c *Cache) partitionKey(r *http.Request, host, resource string) string {
+	k := "GET " + resource
+	if host != "" {
+		k = "GET " + host + " " + resource
+	}
 	if c.Partition != nil {
 		if p := c.Partition(r); p != "" {
-			return p + "\x00GET " + resource
+			return p + "\x00" + k
 		}
 	}
-	return "GET " + resource
+	return k
 }
 
 // variantKey returns the store key of one variant of a Vary-ing resource.
@@ -380,7 +399,7 @@ func (c *Cache) fetch(ctx context.Context, cancel context.CancelFunc, base strin
 		return nil, err
 	}
 	fr := &flightResult{upstream: respTime.Sub(reqTime)}
-	hygiene.CleanResponse(resp.Header, c.StripServerHeaders)
+	hygiene.CleanResponse(resp.Header, !c.KeepServerHeaders)
 	if stale != nil && resp.StatusCode == http.StatusNotModified {
 		resp.Body.Close()
 		defer cancel()
@@ -612,7 +631,8 @@ func (c *Cache) revalidateInBackground(base string, r *http.Request) {
 
 // invalidate removes the stored entries a successful unsafe request
 // invalidates (RFC 9111 §4.4).
-func (c *Cache) invalidate(r *http.Request, status int, h http.Header) {
+func (c *Cache) invalidate(r *http.Request, status int, h http.Header, rt bool) {
+	host := c.keyHost(r, rt)
 	for _, t := range rfc9111.InvalidationTargets(r, status, h) {
 		u, err := url.Parse(t)
 		if err != nil {
@@ -626,7 +646,7 @@ func (c *Cache) invalidate(r *http.Request, status int, h http.Header) {
 		} else {
 			k = DefaultKey(gr)
 		}
-		err = c.store.Delete(r.Context(), c.partitionKey(r, k))
+		err = c.store.Delete(r.Context(), c.partitionKey(r, host, k))
 		switch {
 		case err == nil:
 			c.stats.invalidated.Add(1)
@@ -638,15 +658,16 @@ func (c *Cache) invalidate(r *http.Request, status int, h http.Header) {
 
 // get serves a GET or HEAD request: from the store, from a fill in
 // progress, or through a (collapsed) upstream fetch.
-func (c *Cache) get(ctx context.Context, r *http.Request, rec *Record, dst http.Header) (*reply, error) {
+// rt says whether r came through RoundTrip (see Cache.KeyHost).
+func (c *Cache) get(ctx context.Context, r *http.Request, rec *Record, dst http.Header, rt bool) (*reply, error) {
 	noStore := rfc9111.RequestNoStore(r)
 	if noStore || r.Header.Get("Authorization") != "" {
 		// Never shared with other requests; a response to an authorized
 		// request may still be stored if it says it is public.
 		rec.Disposition = FwdRequest
-		return c.direct(ctx, c.baseKey(r), r, rec, !noStore, dst)
+		return c.direct(ctx, c.baseKey(r, rt), r, rec, !noStore, dst)
 	}
-	base := c.baseKey(r)
+	base := c.baseKey(r, rt)
 	for attempt := 0; attempt < maxAttempts; attempt++ {
 		if f := c.joinFill(base, r); f != nil {
 			rec.Disposition = Collapsed
@@ -784,7 +805,7 @@ func (c *Cache) direct(ctx context.Context, base string, r *http.Request, rec *R
 
 // prefetch is Prefetch's loop; see get.
 func (c *Cache) prefetch(ctx context.Context, r *http.Request, rec *Record) error {
-	base := c.baseKey(r)
+	base := c.baseKey(r, false)
 	for attempt := 0; attempt < maxAttempts; attempt++ {
 		if f := c.joinFill(base, r); f != nil {
 			defer f.release()

@@ -109,11 +109,11 @@ func newTier(t *testing.T, o *origin, configure func(*Cache)) *tier {
 		Name:        "test",
 		Logger:      testLogger(t),
 	}
-	tr.c.OnRecord = func(_ *http.Request, rec Record) {
+	tr.c.OnRecord = append(tr.c.OnRecord, func(_ *http.Request, rec Record) {
 		tr.recsMu.Lock()
 		tr.recs = append(tr.recs, rec)
 		tr.recsMu.Unlock()
-	}
+	})
 	if configure != nil {
 		configure(tr.c)
 	}

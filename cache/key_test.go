@@ -14,27 +14,76 @@ func TestKeys(t *testing.T) {
 	t.Parallel()
 	c := &Cache{}
 	tests := []struct {
-		name, a, b string
-		same       bool
+		name, a, b        string
+		sameRT, sameServe bool // same key through RoundTrip, as a Handler
 	}{
-		{"host_case_insensitive", "http://Example.onion/a", "http://example.onion/a", true},
-		{"query_matters", "http://e.onion/a?x=1", "http://e.onion/a?x=2", false},
-		{"scheme_matters", "http://e.onion/a", "https://e.onion/a", false},
-		{"path_case_matters", "http://e.onion/A", "http://e.onion/a", false},
+		{"host_case_insensitive", "http://Example.onion/a", "http://example.onion/a", true, true},
+		{"host_matters_for_round_trip_only", "http://a.onion/x", "http://b.onion/x", false, true},
+		{"port_matters_for_round_trip_only", "http://a.onion/x", "http://a.onion:8080/x", false, true},
+		{"query_matters", "http://e.onion/a?x=1", "http://e.onion/a?x=2", false, false},
+		{"scheme_matters_for_round_trip_only", "http://e.onion/a", "https://e.onion/a", false, true},
+		{"path_case_matters", "http://e.onion/A", "http://e.onion/a", false, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			ka := c.baseKey(httptest.NewRequest("GET", tt.a, nil))
-			kb := c.baseKey(httptest.NewRequest("GET", tt.b, nil))
-			if (ka == kb) != tt.same {
-				t.Errorf("keys %q and %q: same=%v, want %v", ka, kb, ka == kb, tt.same)
+			for _, rt := range []bool{true, false} {
+				ka := c.baseKey(httptest.NewRequest("GET", tt.a, nil), rt)
+				kb := c.baseKey(httptest.NewRequest("GET", tt.b, nil), rt)
+				want := tt.sameServe
+				if rt {
+					want = tt.sameRT
+				}
+				if (ka == kb) != want {
+					t.Errorf("round trip %v: keys %q and %q: same=%v, want %v", rt, ka, kb, ka == kb, want)
+				}
 			}
 		})
 	}
 	head := httptest.NewRequest("HEAD", "http://e.onion/a", nil)
 	get := httptest.NewRequest("GET", "http://e.onion/a", nil)
-	if c.baseKey(head) != c.baseKey(get) {
+	if c.baseKey(head, true) != c.baseKey(get, true) || c.baseKey(head, false) != c.baseKey(get, false) {
 		t.Errorf("HEAD and GET keys differ")
+	}
+}
+
+// TestKeyHost checks the host part of keys: none by default for a Handler,
+// FixedHost, AllowHosts, and that no host and path can be spliced into
+// another's key.
+func TestKeyHost(t *testing.T) {
+	t.Parallel()
+	req := func(host, target string) *http.Request {
+		r := httptest.NewRequest("GET", target, nil)
+		r.URL.Scheme, r.URL.Host = "", ""
+		r.Host = host
+		return r
+	}
+	key := func(c *Cache, r *http.Request) string { return c.baseKey(r, false) }
+	def := &Cache{}
+	if a, b := key(def, req("a.onion", "/x")), key(def, req("evil.example", "/x")); a != b || a != "GET /x" {
+		t.Errorf("default handler keys %q, %q: want both \"GET /x\"", a, b)
+	}
+	fixed := &Cache{KeyHost: FixedHost("Site.Onion.")}
+	if a, b := key(fixed, req("x.onion:80", "/p?q")), key(fixed, req("127.0.0.1:9000", "/p?q")); a != b || a != "GET site.onion /p?q" {
+		t.Errorf("FixedHost keys %q, %q", a, b)
+	}
+	allow := &Cache{KeyHost: AllowHosts("a.onion", "B.onion")}
+	tests := []struct{ host, target, want string }{
+		{"a.onion", "/p", "GET a.onion /p"},
+		{"A.ONION:80", "/p", "GET a.onion /p"},
+		{"b.onion.", "/p", "GET b.onion /p"},
+		{"other.onion", "/p", "GET /p"},
+		{"invented-1", "/p", "GET /p"},
+		// An unknown host asking for a path that spells a known host's key
+		// must not reach that key.
+		{"other", "//a.onion/p", "GET //a.onion/p"},
+	}
+	for _, tt := range tests {
+		if got := key(allow, req(tt.host, tt.target)); got != tt.want {
+			t.Errorf("AllowHosts: Host %q %s: key %q, want %q", tt.host, tt.target, got, tt.want)
+		}
+	}
+	if key(allow, req("other", "//a.onion/p")) == key(allow, req("a.onion", "/p")) {
+		t.Error("spliced key collides")
 	}
 }
 
@@ -97,7 +146,7 @@ func TestRecords(t *testing.T) {
 	}
 	u, _ := url.Parse(o.URL)
 	var got Record
-	c := &Cache{Upstream: u, LogQuery: true, OnRecord: func(_ *http.Request, r Record) { got = r }}
+	c := &Cache{Upstream: u, LogQuery: true, OnRecord: []func(*http.Request, Record){func(_ *http.Request, r Record) { got = r }}}
 	c.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "/q?x=1", nil))
 	if got.Path != "/q?x=1" {
 		t.Errorf("LogQuery: path %q", got.Path)
@@ -157,26 +206,33 @@ func FuzzKey(f *testing.F) {
 			return
 		}
 		c := &Cache{}
-		k := c.baseKey(req)
+		k := c.baseKey(req, true)
 		if !strings.HasPrefix(k, "GET ") {
 			t.Fatalf("key %q lacks the method", k)
 		}
-		if k != c.baseKey(req) {
+		if k != c.baseKey(req, true) {
 			t.Fatal("key not deterministic")
 		}
 		if host := req.Host; strings.ToLower(host) != host {
 			r2 := req.Clone(t.Context())
 			r2.Host = strings.ToLower(host)
-			if c.baseKey(r2) != k {
+			if c.baseKey(r2, true) != k {
 				t.Fatalf("host case changes the key")
 			}
+		}
+		// As a Handler, the Host never changes the key.
+		r3 := req.Clone(t.Context())
+		r3.Host = "other.example"
+		if c.baseKey(r3, false) != c.baseKey(req, false) {
+			t.Fatalf("Host changes a handler key")
 		}
 	})
 }
 
-// TestDefaultKeyForms checks the resource key DefaultKey derives and that
-// the cache's base key (built in one piece when there is no Policy or
-// Partition) is exactly "GET " + DefaultKey.
+// TestDefaultKeyForms checks the resource key DefaultKey derives, and the
+// cache's base keys: "GET " + DefaultKey as a Handler (built in one piece
+// when there is no Policy, Partition or KeyHost), with URLHost in front
+// through RoundTrip.
 func TestDefaultKeyForms(t *testing.T) {
 	t.Parallel()
 	server := func(target, host string) *http.Request {
@@ -186,22 +242,23 @@ func TestDefaultKeyForms(t *testing.T) {
 		return r
 	}
 	tests := []struct {
-		name string
-		r    *http.Request
-		want string
+		name     string
+		r        *http.Request
+		want     string // DefaultKey
+		wantHost string // URLHost
 	}{
-		{"absolute_lowercases_host", httptest.NewRequest("GET", "http://Example.ONION/A/b?x=1&Y=2", nil), "http://example.onion/A/b?x=1&Y=2"},
-		{"tls_is_https", httptest.NewRequest("GET", "https://e.onion/s", nil), "https://e.onion/s"},
-		{"origin_form_uses_host", server("/p?q", "Site.Onion:8080"), "http://site.onion:8080/p?q"},
-		{"origin_form_tls", func() *http.Request { r := server("/p", "e.onion"); r.TLS = &tls.ConnectionState{}; return r }(), "https://e.onion/p"},
-		{"empty_path_is_root", func() *http.Request { r := server("/", "e.onion"); r.URL.Path = ""; return r }(), "http://e.onion/"},
-		{"escaped_path_kept", httptest.NewRequest("GET", "http://e.onion/a%2Fb/c%20d", nil), "http://e.onion/a%2Fb/c%20d"},
+		{"absolute_lowercases_host", httptest.NewRequest("GET", "http://Example.ONION/A/b?x=1&Y=2", nil), "/A/b?x=1&Y=2", "http://example.onion"},
+		{"tls_is_https", httptest.NewRequest("GET", "https://e.onion/s", nil), "/s", "https://e.onion"},
+		{"origin_form_uses_host", server("/p?q", "Site.Onion:8080"), "/p?q", "http://site.onion:8080"},
+		{"origin_form_tls", func() *http.Request { r := server("/p", "e.onion"); r.TLS = &tls.ConnectionState{}; return r }(), "/p", "https://e.onion"},
+		{"empty_path_is_root", func() *http.Request { r := server("/", "e.onion"); r.URL.Path = ""; return r }(), "/", "http://e.onion"},
+		{"escaped_path_kept", httptest.NewRequest("GET", "http://e.onion/a%2Fb/c%20d", nil), "/a%2Fb/c%20d", "http://e.onion"},
 		{"no_host_header_uses_url", func() *http.Request {
 			r := httptest.NewRequest("GET", "http://U.onion/x", nil)
 			r.Host = ""
 			return r
-		}(), "http://u.onion/x"},
-		{"empty_query_dropped", httptest.NewRequest("GET", "http://e.onion/x?", nil), "http://e.onion/x"},
+		}(), "/x", "http://u.onion"},
+		{"empty_query_dropped", httptest.NewRequest("GET", "http://e.onion/x?", nil), "/x", "http://e.onion"},
 	}
 	c := &Cache{}
 	for _, tt := range tests {
@@ -209,8 +266,14 @@ func TestDefaultKeyForms(t *testing.T) {
 			if got := DefaultKey(tt.r); got != tt.want {
 				t.Errorf("DefaultKey = %q, want %q", got, tt.want)
 			}
-			if got, want := c.baseKey(tt.r), "GET "+tt.want; got != want {
-				t.Errorf("baseKey = %q, want %q", got, want)
+			if got := URLHost(tt.r); got != tt.wantHost {
+				t.Errorf("URLHost = %q, want %q", got, tt.wantHost)
+			}
+			if got, want := c.baseKey(tt.r, false), "GET "+tt.want; got != want {
+				t.Errorf("handler baseKey = %q, want %q", got, want)
+			}
+			if got, want := c.baseKey(tt.r, true), "GET "+tt.wantHost+" "+tt.want; got != want {
+				t.Errorf("round-trip baseKey = %q, want %q", got, want)
 			}
 		})
 	}

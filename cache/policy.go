@@ -1,6 +1,7 @@
 package cache
 
 import (
+	"net"
 	"net/http"
 	"strings"
 	"time"
@@ -12,9 +13,10 @@ import (
 //
 // Implementations must be safe for concurrent use.
 type Policy interface {
-	// Key returns the resource part of the cache key for r; the cache adds
-	// the method (and the site partition) itself. [DefaultKey] is the
-	// default: scheme, host, path and the query unchanged.
+	// Key returns the resource part of the cache key for r: its path and
+	// query, normalised as the policy sees fit. The cache adds the method,
+	// the host part (see [Cache.KeyHost]) and the site partition itself.
+	// [DefaultKey] is the default: the path and the query unchanged.
 	Key(r *http.Request) string
 
 	// Decide is called with every response the cache receives from
@@ -59,14 +61,38 @@ func (f PolicyFunc) Key(r *http.Request) string { return DefaultKey(r) }
 // Decide calls f(r, resp).
 func (f PolicyFunc) Decide(r *http.Request, resp *http.Response) Decision { return f(r, resp) }
 
-// DefaultKey returns scheme://host/path?query for r, the default resource
-// part of a cache key. The scheme is "https" when r.TLS is set and "http"
-// otherwise, unless r.URL carries an absolute scheme; the host is
-// lower-cased.
+// DefaultKey returns the default resource part of a cache key for r: its
+// escaped path ("/" if empty) and, if not empty, "?" and the raw query.
+// The host is not part of it: see [Cache.KeyHost].
 func DefaultKey(r *http.Request) string { return defaultKey("", r) }
 
 // defaultKey returns prefix + DefaultKey(r), built in one allocation.
 func defaultKey(prefix string, r *http.Request) string {
+	path := r.URL.EscapedPath()
+	if path == "" {
+		path = "/"
+	}
+	n := len(prefix) + len(path)
+	if r.URL.RawQuery != "" {
+		n += 1 + len(r.URL.RawQuery)
+	}
+	var b strings.Builder
+	b.Grow(n)
+	b.WriteString(prefix)
+	b.WriteString(path)
+	if r.URL.RawQuery != "" {
+		b.WriteByte('?')
+		b.WriteString(r.URL.RawQuery)
+	}
+	return b.String()
+}
+
+// URLHost returns the scheme and host r is addressed to, as
+// "scheme://host" with the host lower-cased: the host part of the cache
+// keys of requests sent through [Cache.RoundTrip] when KeyHost is nil. The
+// scheme is "https" when r.TLS is set and "http" otherwise, unless r.URL
+// carries an absolute scheme; the host is r.Host, or r.URL.Host if empty.
+func URLHost(r *http.Request) string {
 	scheme := r.URL.Scheme
 	if scheme == "" {
 		scheme = "http"
@@ -78,30 +104,45 @@ func defaultKey(prefix string, r *http.Request) string {
 	if host == "" {
 		host = r.URL.Host
 	}
-	path := r.URL.EscapedPath()
-	if path == "" {
-		path = "/"
+	return scheme + "://" + strings.ToLower(host)
+}
+
+// FixedHost returns a [Cache.KeyHost] function that keys every request
+// under name, whatever its Host: for a cache in front of one site that is
+// reachable under several names (its onion address, a TCP name, a
+// development host), so that each object is stored once.
+func FixedHost(name string) func(*http.Request) string {
+	name = normalHost(name)
+	return func(*http.Request) string { return name }
+}
+
+// AllowHosts returns a [Cache.KeyHost] function for a cache in front of
+// several sites that share one upstream and are told apart by Host: a
+// request whose Host is one of names (compared case-insensitively,
+// without port or trailing dot) is keyed under that name; any other Host
+// is keyed under "" (all unknown hosts share one set of keys), so that a
+// client cannot multiply stored objects by inventing Host values.
+func AllowHosts(names ...string) func(*http.Request) string {
+	allowed := make(map[string]bool, len(names))
+	for _, n := range names {
+		allowed[normalHost(n)] = true
 	}
-	var b strings.Builder
-	n := len(prefix) + len(scheme) + len("://") + len(host) + len(path)
-	if r.URL.RawQuery != "" {
-		n += 1 + len(r.URL.RawQuery)
-	}
-	b.Grow(n)
-	b.WriteString(prefix)
-	b.WriteString(scheme)
-	b.WriteString("://")
-	for i := 0; i < len(host); i++ {
-		c := host[i]
-		if 'A' <= c && c <= 'Z' {
-			c += 'a' - 'A'
+	return func(r *http.Request) string {
+		h := r.Host
+		if h == "" {
+			h = r.URL.Host
 		}
-		b.WriteByte(c)
+		if h = normalHost(h); allowed[h] {
+			return h
+		}
+		return ""
 	}
-	b.WriteString(path)
-	if r.URL.RawQuery != "" {
-		b.WriteByte('?')
-		b.WriteString(r.URL.RawQuery)
+}
+
+// normalHost lower-cases a host and drops its port and trailing dot.
+func normalHost(h string) string {
+	if hp, _, err := net.SplitHostPort(h); err == nil {
+		h = hp
 	}
-	return b.String()
+	return strings.TrimSuffix(strings.ToLower(h), ".")
 }

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"mime/multipart"
-	"net"
 	"net/http"
 	"net/textproto"
 	"slices"
@@ -312,49 +311,14 @@ func (c *Cache) writeReply(w http.ResponseWriter, r *http.Request, rp *reply, re
 	var n int64
 	rd, err := rp.src.reader(r.Context(), rp.off, rp.n, flush)
 	if err == nil {
-		var hc *heldConn
-		if flush == nil && rp.n > sniffLen {
-			// A stored body: send the header now, so that net/http sends
-			// a body from a file (an *io.LimitedReader over an *os.File,
-			// see Object.Reader) with sendfile(2) without first copying
-			// sniffLen bytes to sniff a Content-Type it will not use.
-			// On a connection from NewListener, a small response is held
-			// back and leaves in one write; otherwise, on a connection
-			// known from ConnContext, a header followed by sendfile is
-			// corked into full segments.
-			hc = c.hold(r, rp)
-			if hc == nil {
-				if tc := c.corkFile(r, rd); tc != nil {
-					defer uncork(tc)
-				}
-			}
-			if ferr := http.NewResponseController(w).Flush(); hc != nil {
-				if ferr != nil {
-					// Holding needs the writes to reach the connection
-					// from this goroutine: a ResponseWriter that cannot
-					// flush may buffer them or write them from another
-					// (http.TimeoutHandler). Stop holding.
-					hc.release()
-					hc = nil
-				} else {
-					defer hc.discard() // on error: nothing held goes out
-				}
-			}
-		}
+		// A stored body is copied with io.Copy, so that net/http sends a
+		// body from a file (an *io.LimitedReader over an *os.File, see
+		// Object.Reader) with sendfile(2). It is never flushed midway: a
+		// server with package heldwrite sends it in one write or corked.
 		if _, isPass := rp.src.(passSource); isPass && rp.n < 0 {
 			n, err = copyFlushing(w, rd, flush, c)
 		} else {
 			n, err = io.Copy(w, rd)
-		}
-		if hc != nil && err == nil && n == rp.n {
-			// Push what net/http still buffers into the held bytes, then
-			// send them. A ResponseWriter wrapper that cannot flush leaves
-			// the tail to net/http (sent after the handler returns).
-			if ferr := http.NewResponseController(w).Flush(); ferr != nil && !errors.Is(ferr, http.ErrNotSupported) {
-				err = ferr
-			} else {
-				err = hc.release()
-			}
 		}
 	}
 	rec.Bytes = n
@@ -366,49 +330,6 @@ func (c *Cache) writeReply(w http.ResponseWriter, r *http.Request, rp *reply, re
 	}
 	return err
 }
-
-// hold returns r's connection from NewListener, holding back writes, if
-// rp is a stored response small enough to leave in one write, or nil.
-//
-//go:noinline
-func (c *Cache) hold(r *http.Request, rp *reply) *heldConn {
-	if r.ProtoMajor != 1 || rp.n > MaxHeldResponse-maxHeldHeader {
-		return nil
-	}
-	if hc := heldConnFrom(r.Context()); hc != nil && hc.hold() {
-		return hc
-	}
-	return nil
-}
-
-// maxHeldHeader is the room left for the response header when deciding
-// whether a body is small enough to be held (a larger header still works:
-// the held bytes then go out in two writes).
-const maxHeldHeader = 8 << 10
-
-// corkFile corks the connection of r (see ConnContext) if rd is a body
-// sent from a file and r is HTTP/1.x, and returns it for uncork, or nil.
-// It is kept out of writeReply so that its frames do not deepen the stack
-// of every response.
-//
-//go:noinline
-func (c *Cache) corkFile(r *http.Request, rd io.Reader) *net.TCPConn {
-	if _, inMemory := rd.(io.WriterTo); inMemory || r.ProtoMajor != 1 {
-		return nil
-	}
-	tc := tcpConnFrom(r.Context())
-	if tc == nil || !cork(tc) {
-		return nil
-	}
-	if c.testHookCork != nil {
-		c.testHookCork()
-	}
-	return tc
-}
-
-// sniffLen is how many body bytes net/http's ResponseWriter.ReadFrom copies
-// before it switches to sendfile(2) (net/http's sniffLen).
-const sniffLen = 512
 
 // copyFlushing copies a streamed body of unknown length, flushing after
 // every read so that clients see bytes as upstream sends them.

@@ -22,6 +22,21 @@ type Stats struct {
 	Invalidated  uint64 // stored entries removed by unsafe methods
 }
 
+// HitRatio returns the share of the requests counted between prev (an
+// earlier snapshot of the same Cache) and s that the cache answered
+// without an upstream fetch of their own: hits, stale hits and collapsed
+// requests, over those plus misses and revalidations. Requests that could
+// not be cached (Uncacheable, Passed) are left out. It is 0 if there were
+// none. It is the hit ratio an edge reports to a router (route.Load).
+func (s Stats) HitRatio(prev Stats) float64 {
+	served := (s.Hits - prev.Hits) + (s.StaleServed - prev.StaleServed) + (s.Collapsed - prev.Collapsed)
+	fetched := (s.Misses - prev.Misses) + (s.Revalidated - prev.Revalidated)
+	if served+fetched == 0 {
+		return 0
+	}
+	return float64(served) / float64(served+fetched)
+}
+
 type counters struct {
 	hits, misses, collapsed, revalidated, staleServed, uncacheable, passed, prefetched atomic.Uint64
 	bytesServed, bytesFetched, errors, invalidated                                     atomic.Uint64

@@ -63,7 +63,7 @@ func ExamplePrefetcher() {
 	edge := &cache.Cache{Upstream: up, Policy: pol, CacheStatus: true}
 	pf := &hls.Prefetcher{Fetch: edge.Prefetch}
 	pol.OnMediaPlaylist = pf.ObservePlaylist // learn the segment lists
-	edge.OnRecord = pf.OnRecord              // count prefetch hits
+	edge.OnRecord = append(edge.OnRecord, pf.OnRecord)             // count prefetch hits
 	srv := httptest.NewServer(pf.Wrap(edge)) // trigger prefetches
 	defer srv.Close()
 	defer pf.Close()

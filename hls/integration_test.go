@@ -79,7 +79,7 @@ func newTiers(t *testing.T, origin http.Handler, now func() time.Time) *tiers {
 	tt.edge = &cache.Cache{Upstream: mu, Policy: pol, CacheStatus: true, Name: "edge", Now: now}
 	tt.prefetcher = &hls.Prefetcher{Fetch: tt.edge.Prefetch, Now: now}
 	pol.OnMediaPlaylist = tt.prefetcher.ObservePlaylist
-	tt.edge.OnRecord = tt.prefetcher.OnRecord
+	tt.edge.OnRecord = append(tt.edge.OnRecord, tt.prefetcher.OnRecord)
 	esrv := httptest.NewServer(tt.prefetcher.Wrap(tt.edge))
 	t.Cleanup(esrv.Close)
 	t.Cleanup(func() { tt.prefetcher.Close() })

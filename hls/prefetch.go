@@ -50,7 +50,7 @@ const maxIndexedSegments = 100_000
 //	pf := &hls.Prefetcher{Fetch: c.Prefetch}
 //	pol.OnMediaPlaylist = pf.ObservePlaylist // learn playlists
 //	c.Policy = pol
-//	c.OnRecord = pf.OnRecord                 // count prefetch hits
+//	c.OnRecord = append(c.OnRecord, pf.OnRecord)                // count prefetch hits
 //	handler := pf.Wrap(c)                    // trigger on client requests
 //	defer pf.Close()
 //

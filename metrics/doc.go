@@ -30,7 +30,7 @@
 //	reg := prometheus.NewRegistry()
 //	d := metrics.NewDelivery()
 //	reg.MustRegister(d, metrics.Cache("edge", c), metrics.Upstream("edge", tr))
-//	c.OnRecord = d.OnRecord("edge")
+//	c.OnRecord = append(c.OnRecord, d.OnRecord("edge"))
 //	ln, err := metrics.ListenLocal("127.0.0.1:9100") // refuses other addresses
 //	go http.Serve(ln, metrics.Handler(reg))
 //

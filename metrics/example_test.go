@@ -25,7 +25,7 @@ func Example() {
 	reg := prometheus.NewRegistry()
 	d := metrics.NewDelivery()
 	reg.MustRegister(d, metrics.Cache("edge", c))
-	c.OnRecord = d.OnRecord("edge")
+	c.OnRecord = append(c.OnRecord, d.OnRecord("edge"))
 
 	for range 3 {
 		resp, err := c.RoundTrip(httptest.NewRequest(http.MethodGet, origin.URL+"/a", nil))

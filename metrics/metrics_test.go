@@ -68,8 +68,8 @@ func TestTiers(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	d := metrics.NewDelivery()
 	reg.MustRegister(d, metrics.Cache("edge", edge), metrics.Cache("mid", mid), metrics.Upstream("edge", edgeTr))
-	edge.OnRecord = d.OnRecord("edge")
-	mid.OnRecord = d.OnRecord("mid")
+	edge.OnRecord = append(edge.OnRecord, d.OnRecord("edge"))
+	mid.OnRecord = append(mid.OnRecord, d.OnRecord("mid"))
 
 	for range 2 {
 		body, _ := get(t, edgeSrv.URL+"/v/seg1.ts")

@@ -70,12 +70,11 @@ type Agent struct {
 	//	var last cache.Stats
 	//	agent.Sample = func(l *route.Load) {
 	//		s := c.Stats() // c is the edge's *cache.Cache
-	//		hits, misses := s.Hits-last.Hits, s.Misses-last.Misses
+	//		l.HitRatio = s.HitRatio(last)
 	//		last = s
-	//		if hits+misses > 0 {
-	//			l.HitRatio = float64(hits) / float64(hits+misses)
-	//		}
 	//	}
+	//
+	// (package tier does this for an edge's agent.)
 	Sample func(*Load)
 
 	// Healthy, if set, is called before each report; a non-nil error marks

@@ -60,9 +60,7 @@
 //	var last cache.Stats
 //	agent.Sample = func(l *route.Load) {
 //		s := c.Stats()
-//		if n := (s.Hits - last.Hits) + (s.Misses - last.Misses); n > 0 {
-//			l.HitRatio = float64(s.Hits-last.Hits) / float64(n)
-//		}
+//		l.HitRatio = s.HitRatio(last) // the one definition (cache.Stats.HitRatio)
 //		last = s
 //	}
 //	go agent.Run(ctx)

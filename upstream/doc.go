@@ -95,8 +95,8 @@
 // in both directions and never forwards X-Forwarded-*, Forwarded, Via,
 // X-Real-IP or circuit-id headers, nor adds any of them. It sends no
 // User-Agent unless [Transport.UserAgent] or the caller sets one (never
-// Go's default); with [Transport.StripServerHeaders] it removes Server,
-// X-Powered-By and similar headers from responses. It logs hosts and paths,
+// Go's default), and removes Server, X-Powered-By and similar headers from
+// responses unless [Transport.KeepServerHeaders] is set. It logs hosts and paths,
 // never queries, and never isolation tags.
 //
 // Isolation only separates circuits if the dialer honours the tag (tor's

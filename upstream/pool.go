@@ -584,6 +584,6 @@ func (t *Transport) exchange(ctx context.Context, p *pool, c *conn, out *http.Re
 	if out.Close {
 		resp.Close = true
 	}
-	hygiene.CleanResponse(resp.Header, t.StripServerHeaders)
+	hygiene.CleanResponse(resp.Header, !t.KeepServerHeaders)
 	return resp, stop, true, nil
 }

@@ -100,10 +100,11 @@ type Transport struct {
 	// sets User-Agent, even to "", keeps it.
 	UserAgent string
 
-	// StripServerHeaders removes headers that fingerprint the upstream's
-	// software (Server, X-Powered-By, …) from responses. If false, they
-	// are passed through.
-	StripServerHeaders bool
+	// KeepServerHeaders passes through the response headers that
+	// fingerprint the upstream's software (Server, X-Powered-By,
+	// X-AspNet-Version, X-Generator, Via, …). If false (the default) they
+	// are removed: they would reveal the origin behind the onion service.
+	KeepServerHeaders bool
 
 	// TLSClientConfig is used for https upstreams. If nil, the default
 	// configuration with the upstream's host as server name. Only

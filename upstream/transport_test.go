@@ -587,7 +587,7 @@ func TestHeaderHygiene(t *testing.T) {
 		name     string
 		ua       string // Transport.UserAgent
 		preserve bool   // Transport.PreserveHost
-		stripSrv bool   // Transport.StripServerHeaders
+		keepSrv  bool   // Transport.KeepServerHeaders
 		prefix   string // appended to the upstream URL
 		setUA    []string
 		wantUA   []string // nil: header absent
@@ -595,19 +595,19 @@ func TestHeaderHygiene(t *testing.T) {
 		wantURI  string
 	}{
 		{name: "defaults", wantUA: nil, wantHost: srvURL.Host, wantURI: "/a%2Fb/c?q=1&r=2"},
-		{name: "configured_user_agent", ua: "onioncdn", wantUA: []string{"onioncdn"}, wantHost: srvURL.Host, wantURI: "/a%2Fb/c?q=1&r=2"},
+		{name: "configured_user_agent", ua: "onioncdn", keepSrv: true, wantUA: []string{"onioncdn"}, wantHost: srvURL.Host, wantURI: "/a%2Fb/c?q=1&r=2"},
 		{name: "caller_user_agent", ua: "onioncdn", setUA: []string{"Mozilla/5.0"}, wantUA: []string{"Mozilla/5.0"}, wantHost: srvURL.Host, wantURI: "/a%2Fb/c?q=1&r=2"},
 		{name: "caller_empty_user_agent", ua: "onioncdn", setUA: []string{""}, wantUA: nil, wantHost: srvURL.Host, wantURI: "/a%2Fb/c?q=1&r=2"},
-		{name: "preserve_host_and_prefix", preserve: true, stripSrv: true, prefix: "/base%20dir/", wantHost: "site.example", wantURI: "/base%20dir/a%2Fb/c?q=1&r=2"},
+		{name: "preserve_host_and_prefix", preserve: true, prefix: "/base%20dir/", wantHost: "site.example", wantURI: "/base%20dir/a%2Fb/c?q=1&r=2"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			tr := &Transport{
-				Upstreams:          []string{srv.URL + tc.prefix},
-				MinIdle:            -1,
-				UserAgent:          tc.ua,
-				PreserveHost:       tc.preserve,
-				StripServerHeaders: tc.stripSrv,
+				Upstreams:         []string{srv.URL + tc.prefix},
+				MinIdle:           -1,
+				UserAgent:         tc.ua,
+				PreserveHost:      tc.preserve,
+				KeepServerHeaders: tc.keepSrv,
 			}
 			newTransport(t, tr)
 			req := newReq()
@@ -647,8 +647,8 @@ func TestHeaderHygiene(t *testing.T) {
 			}
 			_, hasServer := resp.Header["Server"]
 			_, hasPowered := resp.Header["X-Powered-By"]
-			if hasServer == tc.stripSrv || hasPowered == tc.stripSrv {
-				t.Errorf("Server present %v, X-Powered-By present %v; StripServerHeaders %v", hasServer, hasPowered, tc.stripSrv)
+			if hasServer != tc.keepSrv || hasPowered != tc.keepSrv {
+				t.Errorf("Server present %v, X-Powered-By present %v; KeepServerHeaders %v", hasServer, hasPowered, tc.keepSrv)
 			}
 			if resp.Request != req {
 				t.Errorf("resp.Request is not the caller's request")

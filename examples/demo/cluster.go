@@ -249,7 +249,7 @@ func (c *cluster) startMidtier(ctx context.Context) error {
 	select {
 	case r := <-ready:
 		c.mid = r
-		r.Tier.Cache.OnRecord = chainRecord(r.Tier.Cache.OnRecord, c.midRec.add)
+		r.Tier.Cache.OnRecord = append(r.Tier.Cache.OnRecord, c.midRec.add)
 		if r.Tor != nil {
 			c.pids = append(c.pids, r.Tor.TorPID())
 		}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/onioncdn/onioncdn/cache"
 	"github.com/onioncdn/onioncdn/cache/diskstore"
+	"github.com/onioncdn/onioncdn/cache/heldwrite"
 	"github.com/onioncdn/onioncdn/hls"
 	"github.com/onioncdn/onioncdn/metrics"
 	"github.com/onioncdn/onioncdn/route"
@@ -155,13 +156,12 @@ func New(cfg Config) (*Tier, error) {
 	}
 	t := &Tier{Name: cfg.Name, log: log}
 	t.Transport = &upstream.Transport{
-		Upstreams:          cfg.Upstreams,
-		DialIsolated:       cfg.DialIsolated,
-		MinIdle:            cfg.MinIdle,
-		KeepAliveInterval:  cfg.KeepAliveInterval,
-		DialTimeout:        cfg.DialTimeout,
-		StripServerHeaders: true,
-		Logger:             log.With("part", "upstream"),
+		Upstreams:         cfg.Upstreams,
+		DialIsolated:      cfg.DialIsolated,
+		MinIdle:           cfg.MinIdle,
+		KeepAliveInterval: cfg.KeepAliveInterval,
+		DialTimeout:       cfg.DialTimeout,
+		Logger:            log.With("part", "upstream"),
 	}
 	var rt http.RoundTripper = t.Transport
 	if len(cfg.VerifyKeys) > 0 {
@@ -199,12 +199,11 @@ func New(cfg Config) (*Tier, error) {
 	}
 
 	t.Cache = &cache.Cache{
-		Transport:          rt,
-		Store:              store,
-		Name:               cfg.Name,
-		CacheStatus:        cfg.CacheStatus,
-		StripServerHeaders: true,
-		Logger:             log.With("part", "cache"),
+		Transport:   rt,
+		Store:       store,
+		Name:        cfg.Name,
+		CacheStatus: cfg.CacheStatus,
+		Logger:      log.With("part", "cache"),
 	}
 	var hooks []func(*http.Request, cache.Record)
 	var h http.Handler = t.Cache
@@ -226,7 +225,7 @@ func New(cfg Config) (*Tier, error) {
 		hooks = append(hooks, cfg.OnRecord)
 	}
 	if len(hooks) > 0 {
-		t.Cache.OnRecord = metrics.Chain(hooks...)
+		t.Cache.OnRecord = hooks
 	}
 
 	if r := cfg.Registry; r != nil {
@@ -277,8 +276,8 @@ func New(cfg Config) (*Tier, error) {
 	}
 	t.Handler = h
 	t.srv = &http.Server{
-		Handler:           h,
-		ConnContext:       cache.ConnContext, // with cache.NewListener in Serve: small hits in one write, file-backed ones corked
+		Handler:           heldwrite.Wrap(h),
+		ConnContext:       heldwrite.ConnContext, // with heldwrite.Listener in Serve: small hits in one write, large ones corked
 		ReadHeaderTimeout: 30 * time.Second,
 		IdleTimeout:       5 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
@@ -292,7 +291,7 @@ func (t *Tier) Warm(ctx context.Context) error { return t.Transport.Warm(ctx) }
 
 // Serve serves the tier on ln until Shutdown; it may be called for several
 // listeners at once. It returns http.ErrServerClosed after Shutdown.
-func (t *Tier) Serve(ln net.Listener) error { return t.srv.Serve(cache.NewListener(ln)) }
+func (t *Tier) Serve(ln net.Listener) error { return t.srv.Serve(heldwrite.Listener(ln)) }
 
 // Shutdown stops the tier: the agent sends its last (unhealthy) report,
 // the listeners close and requests in progress finish, the cache's fills
