@@ -62,9 +62,9 @@ func ExamplePrefetcher() {
 	pol := &hls.Policy{}
 	edge := &cache.Cache{Upstream: up, Policy: pol, CacheStatus: true}
 	pf := &hls.Prefetcher{Fetch: edge.Prefetch}
-	pol.OnMediaPlaylist = pf.ObservePlaylist // learn the segment lists
-	edge.OnRecord = append(edge.OnRecord, pf.OnRecord)             // count prefetch hits
-	srv := httptest.NewServer(pf.Wrap(edge)) // trigger prefetches
+	pol.OnMediaPlaylist = pf.ObservePlaylist           // learn the segment lists
+	edge.OnRecord = append(edge.OnRecord, pf.OnRecord) // count prefetch hits
+	srv := httptest.NewServer(pf.Wrap(edge))           // trigger prefetches
 	defer srv.Close()
 	defer pf.Close()
 

@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-
 )
 
 var uriAttr = regexp.MustCompile(`URI="([^"]+)"`)

@@ -377,4 +377,3 @@ func TestProcessGone(t *testing.T) {
 		t.Error("pid 0 not gone")
 	}
 }
-
