@@ -26,12 +26,13 @@
 //
 // An edge tier with the HLS policy and prefetch:
 //
-//	pol := &hls.Policy{}
-//	c := &cache.Cache{Transport: tr, Policy: pol}
-//	pf := &hls.Prefetcher{Fetch: c.Prefetch}
-//	pol.OnMediaPlaylist = pf.ObservePlaylist
-//	c.OnRecord = pf.OnRecord
+//	c := &cache.Cache{Transport: tr, Policy: &hls.Policy{}}
+//	pf := &hls.Prefetcher{}
+//	if err := pf.Attach(c); err != nil { … } // learns playlists, fetches through c
 //	http.Serve(ln, pf.Wrap(c))
+//
+// (package tier serves a tier with these wired, and shuts them down in
+// order).
 //
 // Measuring a stream through the CDN:
 //

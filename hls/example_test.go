@@ -48,7 +48,7 @@ func ExamplePolicy_Key() {
 	r := httptest.NewRequest(http.MethodGet, "http://edge.example/live/index.m3u8?session=42&_HLS_part=3&_HLS_msn=120", nil)
 	fmt.Println(p.Key(r))
 	// Output:
-	// http://edge.example/live/index.m3u8?_HLS_msn=120&_HLS_part=3
+	// /live/index.m3u8?_HLS_msn=120&_HLS_part=3
 }
 
 // An edge tier with the HLS policy and segment prefetch in front of an
@@ -59,12 +59,12 @@ func ExamplePrefetcher() {
 	defer origin.Close()
 	up, _ := url.Parse(origin.URL)
 
-	pol := &hls.Policy{}
-	edge := &cache.Cache{Upstream: up, Policy: pol, CacheStatus: true}
-	pf := &hls.Prefetcher{Fetch: edge.Prefetch}
-	pol.OnMediaPlaylist = pf.ObservePlaylist           // learn the segment lists
-	edge.OnRecord = append(edge.OnRecord, pf.OnRecord) // count prefetch hits
-	srv := httptest.NewServer(pf.Wrap(edge))           // trigger prefetches
+	edge := &cache.Cache{Upstream: up, Policy: &hls.Policy{}, CacheStatus: true}
+	pf := &hls.Prefetcher{}
+	if err := pf.Attach(edge); err != nil { // learn the segment lists, count prefetch hits
+		panic(err)
+	}
+	srv := httptest.NewServer(pf.Wrap(edge)) // trigger prefetches
 	defer srv.Close()
 	defer pf.Close()
 

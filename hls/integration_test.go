@@ -75,11 +75,11 @@ func newTiers(t *testing.T, origin http.Handler, now func() time.Time) *tiers {
 	msrv := httptest.NewServer(tt.mid)
 	t.Cleanup(msrv.Close)
 	mu, _ := url.Parse(msrv.URL)
-	pol := &hls.Policy{}
-	tt.edge = &cache.Cache{Upstream: mu, Policy: pol, CacheStatus: true, Name: "edge", Now: now}
-	tt.prefetcher = &hls.Prefetcher{Fetch: tt.edge.Prefetch, Now: now}
-	pol.OnMediaPlaylist = tt.prefetcher.ObservePlaylist
-	tt.edge.OnRecord = append(tt.edge.OnRecord, tt.prefetcher.OnRecord)
+	tt.edge = &cache.Cache{Upstream: mu, Policy: &hls.Policy{}, CacheStatus: true, Name: "edge", Now: now}
+	tt.prefetcher = &hls.Prefetcher{Now: now}
+	if err := tt.prefetcher.Attach(tt.edge); err != nil {
+		t.Fatal(err)
+	}
 	esrv := httptest.NewServer(tt.prefetcher.Wrap(tt.edge))
 	t.Cleanup(esrv.Close)
 	t.Cleanup(func() { tt.prefetcher.Close() })

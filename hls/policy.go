@@ -214,7 +214,8 @@ func orDefault[T int | int64 | time.Duration](v, def T) T {
 	return v
 }
 
-// Key returns the cache key of r: [cache.DefaultKey] with the query
+// Key returns the resource part of r's cache key: [cache.DefaultKey] (path
+// and query; the cache adds the host part) with the query
 // normalised. The LL-HLS directives _HLS_msn, _HLS_part and _HLS_skip come
 // first in that order; the other parameters kept (see KeepQuery and
 // DropQuery) follow, sorted by name, repeated names keeping their order.

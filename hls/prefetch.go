@@ -3,6 +3,7 @@ package hls
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -363,8 +364,7 @@ func (p *Prefetcher) run(job prefetchJob) {
 
 // OnRecord counts prefetch hits and, unless the Prefetcher sees client
 // requests through Wrap (then it leaves that to Wrap), notes the request as
-// Observe does; wire it to cache.Cache.OnRecord (chain it with your own
-// hook if you have one).
+// Observe does; Attach appends it to cache.Cache.OnRecord.
 func (p *Prefetcher) OnRecord(r *http.Request, rec cache.Record) {
 	if rec.Prefetch || r.Method != http.MethodGet || !p.learned.Load() {
 		return
@@ -380,6 +380,40 @@ func (p *Prefetcher) OnRecord(r *http.Request, rec cache.Record) {
 		p.hits.Add(1)
 	}
 	p.observeLocked(key) // a no-op for a request Wrap already saw
+}
+
+// Attach wires p to c, the cache of the tier it prefetches for, before c
+// serves: p.Fetch, if nil, becomes c.Prefetch; c.Policy, which must be an
+// *[Policy] (one is created if c.Policy is nil), reports every media
+// playlist it classifies to p (after any OnMediaPlaylist hook already
+// set); and p.OnRecord is appended to c.OnRecord, to count prefetch hits.
+// Serve the tier with p.Wrap(c) so that prefetches start while client
+// requests are served.
+func (p *Prefetcher) Attach(c *cache.Cache) error {
+	if c == nil {
+		return errors.New("hls: prefetcher: Attach to a nil cache")
+	}
+	pol, ok := c.Policy.(*Policy)
+	switch {
+	case c.Policy == nil:
+		pol = &Policy{}
+		c.Policy = pol
+	case !ok:
+		return fmt.Errorf("hls: prefetcher: cache policy is %T, not an *hls.Policy: playlists could not be learned", c.Policy)
+	}
+	if p.Fetch == nil {
+		p.Fetch = c.Prefetch
+	}
+	if prev := pol.OnMediaPlaylist; prev != nil {
+		pol.OnMediaPlaylist = func(r *http.Request, pl *Playlist) {
+			prev(r, pl)
+			p.ObservePlaylist(r, pl)
+		}
+	} else {
+		pol.OnMediaPlaylist = p.ObservePlaylist
+	}
+	c.OnRecord = append(c.OnRecord, p.OnRecord)
+	return nil
 }
 
 // Wrap returns a handler that notes every client request (see

@@ -397,7 +397,7 @@ func (p *pool) warmLoop(ctx context.Context) {
 
 func (p *pool) housekeepInterval() time.Duration {
 	d := orDefault(p.t.IdleTimeout, DefaultIdleTimeout)
-	if ka := p.t.KeepAliveInterval; ka > 0 && ka < d {
+	if ka := p.t.keepAlive(); ka > 0 && ka < d {
 		d = ka
 	}
 	return max(d/4, 5*time.Millisecond)
@@ -418,7 +418,7 @@ func (p *pool) housekeep(ctx context.Context) {
 		c.taking = true
 		expired = append(expired, c)
 	}
-	if ka := t.KeepAliveInterval; ka > 0 {
+	if ka := t.keepAlive(); ka > 0 {
 		kept := p.idle[:0]
 		for _, c := range p.idle {
 			if now.Sub(c.idleSince) >= ka {

@@ -30,6 +30,7 @@ const (
 	DefaultProbeInterval         = 30 * time.Second
 	DefaultDownTime              = 2 * time.Second
 	DefaultMaxSites              = 64
+	DefaultTorKeepAlive          = time.Minute
 
 	maxDownTime    = 2 * time.Minute
 	minDialBackoff = 250 * time.Millisecond
@@ -130,9 +131,12 @@ type Transport struct {
 
 	// KeepAliveInterval, if positive, sends a cheap request on every
 	// connection that has been idle this long, so that neither the
-	// upstream server's idle timeout nor Tor closes it. If zero, no
-	// keep-alive requests are sent and connections closed by the far side
-	// are replaced in the background instead.
+	// upstream server's idle timeout nor Tor closes it. If zero,
+	// DefaultTorKeepAlive (1 min) when connections are dialled with
+	// DialIsolated (through Tor, where a closed connection costs a new
+	// circuit), and none otherwise: connections closed by the far side
+	// are then replaced in the background. A negative value disables
+	// keep-alive requests.
 	KeepAliveInterval time.Duration
 
 	// KeepAlivePath is the target of keep-alive requests. If empty, the
@@ -275,6 +279,17 @@ func orDefault(d, def time.Duration) time.Duration {
 func (t *Transport) downTime() time.Duration { return orDefault(t.DownTime, DefaultDownTime) }
 
 // init validates the configuration and starts the warmers once.
+// keepAlive returns the effective KeepAliveInterval (0: none).
+func (t *Transport) keepAlive() time.Duration {
+	switch {
+	case t.KeepAliveInterval > 0:
+		return t.KeepAliveInterval
+	case t.KeepAliveInterval == 0 && t.DialIsolated != nil:
+		return DefaultTorKeepAlive
+	}
+	return 0
+}
+
 func (t *Transport) init() error {
 	t.once.Do(func() {
 		t.mu.Lock()
