@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"strconv"
 	"time"
 )
@@ -40,6 +41,23 @@ type Dialer struct {
 	// DefaultDialTimeout (60 s) is used; a negative value means no timeout
 	// beyond the context's.
 	Timeout time.Duration
+}
+
+// HTTPClient returns an HTTP client whose requests go through tor with the
+// Dialer's Isolation tag (as tsnet's Server.HTTPClient does for its
+// network), with a two-minute overall timeout. Its transport sends no
+// Accept-Encoding of its own and keeps idle connections (circuits) for
+// reuse.
+func (d *Dialer) HTTPClient() *http.Client {
+	return &http.Client{
+		Timeout: 2 * time.Minute,
+		Transport: &http.Transport{
+			DialContext:        d.DialContext,
+			DisableCompression: true,
+			ForceAttemptHTTP2:  false,
+			IdleConnTimeout:    5 * time.Minute,
+		},
+	}
 }
 
 // DialContext connects to addr ("host:port"; host may be a .onion name,

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net"
 	"os"
@@ -170,6 +171,13 @@ type Listener struct {
 	closeOnce sync.Once
 	closeErr  error
 
+	connMu   sync.Mutex
+	conns    int  // accepted connections not closed yet
+	draining bool // closed with connections open: remove the service when the last closes
+	rmInit   sync.Once
+	removed  chan struct{} // closed once the service is removed; see removedChan
+	rmOnce   sync.Once
+
 	probes, probeFails, republishes, republishErrs atomic.Uint64
 }
 
@@ -196,7 +204,7 @@ func (s *Server) Listen(ctx context.Context, cfg ListenConfig) (*Listener, error
 	if len(ports) == 0 {
 		ports = []int{80}
 	}
-	l := &Listener{s: s, cfg: cfg, key: key, id: key.ServiceID(), ports: ports}
+	l := &Listener{s: s, cfg: cfg, key: key, id: key.ServiceID(), ports: ports, }
 	s.mu.Lock()
 	if s.isClosed {
 		s.mu.Unlock()
@@ -507,11 +515,11 @@ func (l *Listener) Accept() (net.Conn, error) {
 			}
 			return nil, fmt.Errorf("onion: accept: %w", err)
 		}
-		return c, nil
+		return l.track(c), nil
 	}
 	select {
 	case c := <-l.ready:
-		return c, nil
+		return l.track(c), nil
 	case <-l.ctx.Done():
 		return nil, fmt.Errorf("onion: %w", net.ErrClosed)
 	case err := <-l.acErr:
@@ -551,32 +559,159 @@ func (l *Listener) acceptLoop() {
 	}
 }
 
-// Close removes the service from tor, stops the watchdog and closes the
-// listener. Streams already accepted stay open. Calling it again returns an
-// error wrapping net.ErrClosed.
+// Close stops accepting at once: the watchdog stops, and new streams to
+// the service are refused. The service itself is removed from tor (which
+// ends every stream to it) once the connections the Listener accepted
+// have all been closed, so that a server draining them gracefully
+// (http.Server.Shutdown) completes the requests in progress; or at once
+// if none is open; or when the Server closes, whichever comes first.
+// Calling it again returns an error wrapping net.ErrClosed. The error of a
+// removal deferred to the last connection's Close is logged.
 func (l *Listener) Close() error {
 	err := fmt.Errorf("onion: %w", net.ErrClosed)
 	l.closeOnce.Do(func() {
 		l.cancel()
 		l.ln.Close()
-		l.pubMu.Lock()
-		l.closeErr = l.remove()
-		l.pubMu.Unlock()
 		l.wg.Wait()
-		if l.hsDir != "" {
-			if rerr := os.RemoveAll(l.hsDir); rerr != nil {
-				l.closeErr = errors.Join(l.closeErr, fmt.Errorf("onion: remove service dir: %w", rerr))
-			}
+		l.connMu.Lock()
+		if n := l.conns; n > 0 {
+			l.draining = true
+			l.connMu.Unlock()
+			l.s.log.Info("onion service draining", "onion", l.Onion(), "connections", n)
+			err = nil
+			return
 		}
-		l.s.mu.Lock()
-		delete(l.s.listeners, l)
-		delete(l.s.ids, l.id)
-		l.s.mu.Unlock()
-		l.s.log.Info("onion service removed", "onion", l.Onion())
-		err = l.closeErr
+		l.connMu.Unlock()
+		err = l.removeService()
 	})
 	return err
 }
+
+// removeService removes the service from tor and forgets it.
+func (l *Listener) removeService() error {
+	l.s.mu.Lock()
+	gone := l.s.ctrlClosed // tor stopped (or detached): the service went with it
+	l.s.mu.Unlock()
+	var err error
+	if !gone {
+		l.pubMu.Lock()
+		err = l.remove()
+		l.pubMu.Unlock()
+	}
+	if l.hsDir != "" {
+		if rerr := os.RemoveAll(l.hsDir); rerr != nil {
+			err = errors.Join(err, fmt.Errorf("onion: remove service dir: %w", rerr))
+		}
+	}
+	l.s.mu.Lock()
+	delete(l.s.listeners, l)
+	delete(l.s.ids, l.id)
+	l.s.mu.Unlock()
+	l.s.log.Info("onion service removed", "onion", l.Onion())
+	l.rmOnce.Do(func() { close(l.removedChan()) })
+	return err
+}
+
+// removedChan returns the channel closed once the service is removed.
+func (l *Listener) removedChan() chan struct{} {
+	l.rmInit.Do(func() { l.removed = make(chan struct{}) })
+	return l.removed
+}
+
+// track counts an accepted connection until it is closed.
+func (l *Listener) track(c net.Conn) net.Conn {
+	l.connMu.Lock()
+	l.conns++
+	l.connMu.Unlock()
+	return &trackedConn{Conn: c, l: l}
+}
+
+// connClosed notes that an accepted connection closed; the last one of a
+// closed Listener removes the service.
+func (l *Listener) connClosed() {
+	l.connMu.Lock()
+	l.conns--
+	last := l.draining && l.conns == 0
+	l.connMu.Unlock()
+	if last {
+		time.Sleep(drainLinger) // the last cells cross the circuit
+		if err := l.removeService(); err != nil {
+			l.s.log.Warn("removing the onion service after the drain", "onion", l.Onion(), "err", err)
+		}
+	}
+}
+
+// trackedConn is a connection accepted by a Listener. It keeps the
+// connection's ReadFrom (sendfile) and exposes it with NetConn.
+//
+// Its Close is graceful: it shuts down the writing side and returns; the
+// connection is closed once tor has read everything sent on it (tor then
+// ends its side: it reads at the pace of the client's circuit, so by then
+// the client has all but the last flow-control window), or after the
+// Server's DrainTimeout. A plain close could lose the data tor had not yet
+// read if the service or tor stopped just after.
+type trackedConn struct {
+	net.Conn
+	l    *Listener
+	once sync.Once
+}
+
+func (c *trackedConn) Close() error {
+	err := fmt.Errorf("onion: %w", net.ErrClosed)
+	c.once.Do(func() {
+		tc, ok := c.tcp()
+		if !ok || tc.CloseWrite() != nil {
+			err = c.Conn.Close()
+			c.l.connClosed()
+			return
+		}
+		err = nil
+		go func() {
+			tc.SetReadDeadline(time.Now().Add(c.l.s.drainTimeout()))
+			io.Copy(io.Discard, tc) // until tor's EOF: what a client sends now is dropped
+			c.Conn.Close()
+			c.l.connClosed()
+		}()
+	})
+	return err
+}
+
+// tcp returns the TCP connection under c.
+func (c *trackedConn) tcp() (*net.TCPConn, bool) {
+	var nc net.Conn = c.Conn
+	for range 4 {
+		switch x := nc.(type) {
+		case *net.TCPConn:
+			return x, true
+		case interface{ NetConn() net.Conn }:
+			nc = x.NetConn()
+		default:
+			return nil, false
+		}
+	}
+	return nil, false
+}
+
+// NetConn returns the underlying connection, as crypto/tls does.
+func (c *trackedConn) NetConn() net.Conn { return c.Conn }
+
+// ReadFrom lets a body sent from a file use sendfile(2).
+func (c *trackedConn) ReadFrom(r io.Reader) (int64, error) {
+	if rf, ok := c.Conn.(io.ReaderFrom); ok {
+		return rf.ReadFrom(r)
+	}
+	return io.Copy(writerOnly{c.Conn}, r)
+}
+
+// CloseWrite shuts down the writing side, if the connection can.
+func (c *trackedConn) CloseWrite() error {
+	if tc, ok := c.tcp(); ok {
+		return tc.CloseWrite()
+	}
+	return nil
+}
+
+type writerOnly struct{ io.Writer }
 
 // Addr returns the onion address with the first virtual port.
 func (l *Listener) Addr() net.Addr { return onionAddr{id: l.id, port: l.ports[0]} }

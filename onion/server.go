@@ -28,6 +28,23 @@ import (
 // controlTimeout bounds one control port command.
 const controlTimeout = 60 * time.Second
 
+// DefaultDrainTimeout is the default of [Server.DrainTimeout].
+const DefaultDrainTimeout = 30 * time.Second
+
+// drainLinger is how long a drained service stays published after its last
+// stream's data has been read by tor: tor packages that data into cells
+// within the stream's flow-control window (at most about 250 KB), which
+// must still cross the circuit before the service is removed (removing it
+// destroys its circuits and drops queued cells).
+const drainLinger = 2 * time.Second
+
+func (s *Server) drainTimeout() time.Duration {
+	if s.DrainTimeout > 0 {
+		return s.DrainTimeout
+	}
+	return DefaultDrainTimeout
+}
+
 // DefaultStopTimeout is how long Close waits for a tor it started to exit
 // after SIGTERM before it sends SIGKILL.
 const DefaultStopTimeout = 5 * time.Second
@@ -80,6 +97,12 @@ type Server struct {
 	// after SIGTERM before killing it. If zero, DefaultStopTimeout (5 s).
 	StopTimeout time.Duration
 
+	// DrainTimeout bounds how long Close waits, before it removes the
+	// services and stops tor, for the streams of listeners closed while
+	// connections were open (see [Listener.Close]) to be delivered. If
+	// zero, DefaultDrainTimeout (30 s).
+	DrainTimeout time.Duration
+
 	// Logger receives the Server's logs. If nil, logs are discarded. Keys,
 	// circuit ids and client addresses are never logged.
 	Logger *slog.Logger
@@ -115,6 +138,7 @@ type Server struct {
 	ids        map[string]bool        // service ids published or being published
 	configured []*Listener            // services published through SETCONF, in order
 	isClosed   bool
+	ctrlClosed bool // the control connections are closed: no more commands
 	hsSeq      int
 }
 
@@ -529,7 +553,22 @@ func (s *Server) doShutdown() error {
 			errs = append(errs, err)
 		}
 	}
+	// Listeners closed with connections open keep their services until
+	// those streams are delivered (bounded): stopping tor now would drop
+	// the data tor still holds for them.
+	deadline := time.NewTimer(s.drainTimeout())
+	defer deadline.Stop()
+	for _, l := range ls {
+		select {
+		case <-l.removedChan():
+		case <-deadline.C:
+			s.log.Warn("onion service not drained in time; stopping tor", "onion", l.Onion(), "timeout", s.drainTimeout())
+		}
+	}
 	close(s.closed)
+	s.mu.Lock()
+	s.ctrlClosed = true
+	s.mu.Unlock()
 	if s.evNet != nil {
 		s.evNet.Close()
 		<-s.evDone

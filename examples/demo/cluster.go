@@ -14,15 +14,19 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/onioncdn/onioncdn/cache"
+	"github.com/onioncdn/onioncdn/cache/diskstore"
+	"github.com/onioncdn/onioncdn/hls"
 	"github.com/onioncdn/onioncdn/hls/hlstest"
-	"github.com/onioncdn/onioncdn/internal/tier"
 	"github.com/onioncdn/onioncdn/onion"
 	"github.com/onioncdn/onioncdn/oniontest"
 	"github.com/onioncdn/onioncdn/origin"
 	"github.com/onioncdn/onioncdn/route"
+	"github.com/onioncdn/onioncdn/tier"
+	"github.com/onioncdn/onioncdn/upstream"
 )
 
 // clusterConfig says how to build the CDN.
@@ -59,6 +63,7 @@ type clusterConfig struct {
 type edgeNode struct {
 	name   string
 	tier   *tier.Tier
+	tr     *upstream.Transport
 	tor    *onion.Server
 	shared *onion.Listener // the group's shared onion (Tor mode)
 	own    *onion.Listener // its own onion (EdgeOnions)
@@ -87,24 +92,28 @@ type cluster struct {
 	origin  *http.Server
 	originU string
 
-	mid     *tier.Running
-	midRec  *recorder
-	midStop context.CancelFunc
-	midDone chan error
+	mid    *tierNode
+	midRec *recorder
 
 	edges     []*edgeNode
 	sharedURL string // the group's address (onion, or the TCP front)
 	front     *rrFront
 
 	router     *route.Router
-	routerTor  *onion.Server
-	routerSrv  *http.Server
+	routerTier *tier.Tier
 	routerURL  string
-	routerPIDs []int
 
 	pids []int // tor processes started, for the final check
 
 	closeOnce sync.Once
+}
+
+// tierNode is a tier the demo runs in this process, as the midtier and
+// edge programs do in theirs.
+type tierNode struct {
+	Tier    *tier.Tier
+	tr      *upstream.Transport
+	Address string
 }
 
 func (c *cluster) say(format string, args ...any) {
@@ -191,7 +200,8 @@ func (c *cluster) startOrigin() error {
 		return err
 	}
 	c.originU = "http://" + ln.Addr().String()
-	c.origin = tier.ServeHandler(ln, &origin.Handler{FS: os.DirFS(dir), Logger: c.cfg.Log.With("tier", "origin")}, c.cfg.Log)
+	c.origin = &http.Server{Handler: &origin.Handler{FS: os.DirFS(dir), Logger: c.cfg.Log.With("tier", "origin")}, ReadHeaderTimeout: 30 * time.Second}
+	go c.origin.Serve(ln)
 	c.say("origin at %s (not an onion: only the midtier reaches it)", c.originU)
 	return nil
 }
@@ -219,57 +229,55 @@ func (c *cluster) torrc() []string {
 	return c.net.TorrcLines()
 }
 
-func (c *cluster) startMidtier(ctx context.Context) error {
-	c.midRec = newRecorder()
-	p := &tier.Program{
-		Name:            "midtier",
-		Upstream:        c.originU,
-		CacheDir:        filepath.Join(c.dir, "midtier-cache"),
-		NoSync:          true,
-		CacheStatus:     true,
-		HLS:             true,
-		Port:            80,
-		LogFormat:       "text",
-		LogLevel:        "info",
-		ShutdownTimeout: 10 * time.Second,
-		TorrcLines:      c.torrc(),
+// startTor starts the tor of one tier (Tor mode), on the private network.
+func (c *cluster) startTor(ctx context.Context, name string) (*onion.Server, error) {
+	start := time.Now()
+	srv := &onion.Server{DataDir: filepath.Join(c.dir, name+"-tor"), ExtraTorrc: c.torrc(), Logger: c.cfg.Log.With("part", name+"-tor")}
+	if err := srv.Start(ctx); err != nil {
+		srv.Close()
+		return nil, err
 	}
-	if c.cfg.Tor {
-		p.KeyFile = filepath.Join(c.dir, "midtier.key")
-		p.TorDataDir = filepath.Join(c.dir, "midtier-tor")
-	} else {
-		p.Listen = "127.0.0.1:0"
-	}
-	mctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	c.midStop, c.midDone = cancel, make(chan error, 1)
-	ready := make(chan *tier.Running, 1)
-	go func() {
-		c.midDone <- p.Run(mctx, indent{c.cfg.Out}, c.cfg.Log.With("tier", "midtier"), func(r *tier.Running) { ready <- r })
-	}()
-	select {
-	case r := <-ready:
-		c.mid = r
-		r.Tier.Cache.OnRecord = append(r.Tier.Cache.OnRecord, c.midRec.add)
-		if r.Tor != nil {
-			c.pids = append(c.pids, r.Tor.TorPID())
-		}
-		return nil
-	case err := <-c.midDone:
-		c.midDone <- err
-		return err
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	c.pids = append(c.pids, srv.TorPID())
+	c.say("%s: tor up, pid %d (%v)", name, srv.TorPID(), time.Since(start).Round(time.Millisecond))
+	return srv, nil
 }
 
-func chainRecord(hooks ...func(*http.Request, cache.Record)) func(*http.Request, cache.Record) {
-	return func(r *http.Request, rec cache.Record) {
-		for _, h := range hooks {
-			if h != nil {
-				h(r, rec)
-			}
-		}
+// startMidtier runs the midtier as examples/midtier does: onion service
+// (or TCP) → disk cache with the HLS policy → the origin.
+func (c *cluster) startMidtier(ctx context.Context) error {
+	c.midRec = newRecorder()
+	ds, err := diskstore.Open(filepath.Join(c.dir, "midtier-cache"), diskstore.Options{NoSync: true})
+	if err != nil {
+		return err
 	}
+	tr := &upstream.Transport{Upstreams: []string{c.originU}, Logger: c.cfg.Log.With("tier", "midtier", "part", "upstream")}
+	cc := &cache.Cache{Transport: tr, Store: ds, Policy: &hls.Policy{}, Name: "midtier", CacheStatus: true, Logger: c.cfg.Log.With("tier", "midtier")}
+	cc.OnRecord = append(cc.OnRecord, c.midRec.add)
+	m := &tierNode{tr: tr, Tier: &tier.Tier{Name: "midtier", Cache: cc, Transport: tr, Store: ds, Logger: c.cfg.Log.With("tier", "midtier")}}
+	c.mid = m
+	var ln net.Listener
+	if c.cfg.Tor {
+		if m.Tier.Tor, err = c.startTor(ctx, "midtier"); err != nil {
+			return err
+		}
+		key, _, err := onion.LoadOrCreateKey(filepath.Join(c.dir, "midtier.key"))
+		if err != nil {
+			return err
+		}
+		ol, err := m.Tier.Tor.Listen(ctx, onion.ListenConfig{Key: key})
+		if err != nil {
+			return err
+		}
+		ln, m.Address = ol, "http://"+ol.Onion()
+	} else {
+		if ln, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
+			return err
+		}
+		m.Address = "http://" + ln.Addr().String()
+	}
+	go m.Tier.Serve(ln)
+	c.say("midtier serving %s → %s (disk cache, HLS policy, Cache-Status on)", m.Address, c.originU)
+	return nil
 }
 
 // sharedKey is the key both edges publish; groupOnion its address.
@@ -280,7 +288,7 @@ func (c *cluster) startRouter(ctx context.Context) error {
 	// mode it is the shared key's onion, in TCP mode a local round-robin
 	// front standing in for the shared onion.
 	if c.cfg.Tor {
-		k, _, err := tier.LoadOrCreateOnionKey(c.sharedKeyFile())
+		k, _, err := onion.LoadOrCreateKey(c.sharedKeyFile())
 		if err != nil {
 			return err
 		}
@@ -304,21 +312,25 @@ func (c *cluster) startRouter(ctx context.Context) error {
 	c.router.Groups = append(c.router.Groups, c.cfg.ExtraGroups...)
 	// Agent keys: one per edge; the router holds the public halves.
 	for _, name := range []string{"edge-a", "edge-b"} {
-		key, _, err := tier.LoadOrCreateSigningKey(filepath.Join(c.dir, name+"-agent.pem"))
+		key, _, err := route.LoadOrCreateAgentKey(filepath.Join(c.dir, name+"-agent.pem"))
 		if err != nil {
 			return err
 		}
 		c.router.Groups[0].Edges = append(c.router.Groups[0].Edges, route.Edge{ID: name, PublicKey: key.Public().(ed25519.PublicKey)})
 	}
+	c.routerTier = &tier.Tier{Name: "router", Handler: c.router, Logger: c.cfg.Log.With("tier", "router"), NoHeldWrites: true}
 	var ln net.Listener
 	if c.cfg.Tor {
-		srv, err := tier.StartTor(ctx, tier.TorConfig{DataDir: filepath.Join(c.dir, "router-tor"), ExtraTorrc: c.torrc(), Logger: c.cfg.Log.With("part", "router-tor")})
+		srv, err := c.startTor(ctx, "router")
 		if err != nil {
 			return err
 		}
-		c.routerTor = srv
-		c.pids = append(c.pids, srv.TorPID())
-		ol, _, err := tier.Publish(ctx, srv, tier.PublishConfig{KeyFile: filepath.Join(c.dir, "router.key")})
+		c.routerTier.Tor = srv
+		key, _, err := onion.LoadOrCreateKey(filepath.Join(c.dir, "router.key"))
+		if err != nil {
+			return err
+		}
+		ol, err := srv.Listen(ctx, onion.ListenConfig{Key: key})
 		if err != nil {
 			return err
 		}
@@ -330,7 +342,7 @@ func (c *cluster) startRouter(ctx context.Context) error {
 		}
 		ln, c.routerURL = l, "http://"+l.Addr().String()
 	}
-	c.routerSrv = tier.ServeHandler(ln, c.router, c.cfg.Log)
+	go c.routerTier.Serve(ln)
 	c.say("router at %s → group-1 at %s", c.routerURL, c.sharedURL)
 	return nil
 }
@@ -342,58 +354,48 @@ func (c *cluster) reportInterval() time.Duration {
 	return 2 * time.Second
 }
 
+// startEdge runs an edge as examples/edge does: the group's shared onion
+// (or TCP behind the front) → disk cache + HLS policy + prefetch → warm
+// pool to the midtier, with an agent reporting to the router.
 func (c *cluster) startEdge(ctx context.Context, name string, i int) error {
 	e := &edgeNode{name: name, rec: newRecorder()}
 	c.edges = append(c.edges, e)
-	key, _, err := tier.LoadOrCreateSigningKey(filepath.Join(c.dir, name+"-agent.pem"))
+	key, _, err := route.LoadOrCreateAgentKey(filepath.Join(c.dir, name+"-agent.pem"))
 	if err != nil {
 		return err
 	}
-	cfg := tier.Config{
-		Name:        name,
-		Upstreams:   []string{c.mid.Address},
-		CacheDir:    filepath.Join(c.dir, name+"-cache"),
-		NoSync:      true,
-		CacheStatus: true, // demo only: tells which edge served a response
-		HLS:         true,
-		MinIdle:     2,
-		OnRecord:    e.rec.add,
-		Logger:      c.cfg.Log.With("tier", name),
-		Agent: &route.Agent{
-			URL: c.routerURL + route.DefaultReportPath, Group: "group-1", Edge: name, Key: key,
-			Interval: c.reportInterval(),
-		},
-	}
-	if c.cfg.WrapEdgeTransport != nil {
-		cfg.WrapTransport = func(rt http.RoundTripper) http.RoundTripper { return c.cfg.WrapEdgeTransport(name, rt) }
-	}
+	e.tr = &upstream.Transport{Upstreams: []string{c.mid.Address}, MinIdle: 2, Logger: c.cfg.Log.With("tier", name, "part", "upstream")}
+	agent := &route.Agent{URL: c.routerURL + route.DefaultReportPath, Group: "group-1", Edge: name, Key: key, Interval: c.reportInterval()}
 	if c.cfg.Tor {
-		start := time.Now()
-		srv, err := tier.StartTor(ctx, tier.TorConfig{DataDir: filepath.Join(c.dir, name+"-tor"), ExtraTorrc: c.torrc(), Logger: c.cfg.Log.With("part", name+"-tor")})
-		if err != nil {
+		if e.tor, err = c.startTor(ctx, name); err != nil {
 			return err
 		}
-		e.tor = srv
-		c.pids = append(c.pids, srv.TorPID())
-		c.say("%s: tor up, pid %d (%v)", name, srv.TorPID(), time.Since(start).Round(time.Millisecond))
-		d := srv.Dialer()
-		cfg.DialIsolated = d.DialIsolated
-		cfg.KeepAliveInterval = time.Minute
-		cfg.Agent.Client = &http.Client{Timeout: time.Minute, Transport: &http.Transport{
-			DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-				return d.DialIsolated(ctx, network, addr, name+"-agent")
-			}}}
+		e.tr.DialIsolated = e.tor.Dialer().DialIsolated
+		d := e.tor.Dialer()
+		d.Isolation = name + "-agent"
+		agent.Client = d.HTTPClient()
 	}
-	if e.tier, err = tier.New(cfg); err != nil {
+	var rt http.RoundTripper = e.tr
+	if c.cfg.WrapEdgeTransport != nil {
+		rt = c.cfg.WrapEdgeTransport(name, rt)
+	}
+	ds, err := diskstore.Open(filepath.Join(c.dir, name+"-cache"), diskstore.Options{NoSync: true})
+	if err != nil {
 		return err
 	}
+	cc := &cache.Cache{Transport: rt, Store: ds, Policy: &hls.Policy{}, Name: name,
+		CacheStatus: true, // demo only: tells which edge served a response
+		Logger:      c.cfg.Log.With("tier", name)}
+	cc.OnRecord = append(cc.OnRecord, e.rec.add)
+	e.tier = &tier.Tier{Name: name, Cache: cc, Prefetcher: &hls.Prefetcher{}, Agent: agent, Transport: e.tr, Store: ds, Tor: e.tor,
+		Logger: c.cfg.Log.With("tier", name)}
 	wctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-	err = e.tier.Warm(wctx)
+	err = e.tr.Warm(wctx)
 	cancel()
 	if err != nil {
 		return fmt.Errorf("%s: warming the pool to the midtier: %w", name, err)
 	}
-	st := e.tier.Transport.Stats().Upstreams[0]
+	st := e.tr.Stats().Upstreams[0]
 	c.say("%s: warm pool to the midtier ready: %d idle connections", name, st.Idle)
 	if c.cfg.Tor {
 		start := time.Now()
@@ -401,8 +403,11 @@ func (c *cluster) startEdge(ctx context.Context, name string, i int) error {
 		if wd == 0 {
 			wd = 10 * time.Second
 		}
-		ol, _, err := tier.Publish(ctx, e.tor, tier.PublishConfig{KeyFile: c.sharedKeyFile(),
-			Watchdog: &onion.Watchdog{Interval: wd, Failures: 2, Jitter: wd / 4, Timeout: 2 * wd}})
+		k, _, err := onion.LoadOrCreateKey(c.sharedKeyFile())
+		if err != nil {
+			return err
+		}
+		ol, err := e.tor.Listen(ctx, onion.ListenConfig{Key: k, Watchdog: &onion.Watchdog{Interval: wd, Failures: 2, Jitter: wd / 4, Timeout: 2 * wd}})
 		if err != nil {
 			return err
 		}
@@ -410,7 +415,7 @@ func (c *cluster) startEdge(ctx context.Context, name string, i int) error {
 		go e.tier.Serve(ol)
 		c.say("%s: published the shared onion %s (%v); watchdog every %v", name, ol.Onion(), time.Since(start).Round(time.Millisecond), wd)
 		if c.cfg.EdgeOnions {
-			own, _, err := tier.Publish(ctx, e.tor, tier.PublishConfig{})
+			own, err := e.tor.Listen(ctx, onion.ListenConfig{})
 			if err != nil {
 				return err
 			}
@@ -471,13 +476,14 @@ func (c *cluster) Close() (left []int) {
 	c.closeOnce.Do(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 		defer cancel()
+		// Each tier shuts down in order (agent, drain, fills, prefetch,
+		// transport, store, its tor).
 		var wg sync.WaitGroup
 		for _, e := range c.edges {
 			wg.Go(func() {
 				if e.tier != nil {
 					e.tier.Shutdown(ctx)
-				}
-				if e.tor != nil {
+				} else if e.tor != nil {
 					e.tor.Close()
 				}
 			})
@@ -486,18 +492,11 @@ func (c *cluster) Close() (left []int) {
 		if c.front != nil {
 			c.front.Close()
 		}
-		if c.routerSrv != nil {
-			c.routerSrv.Shutdown(ctx)
+		if c.routerTier != nil {
+			c.routerTier.Shutdown(ctx)
 		}
-		if c.routerTor != nil {
-			c.routerTor.Close()
-		}
-		if c.midStop != nil {
-			c.midStop()
-			select {
-			case <-c.midDone:
-			case <-ctx.Done():
-			}
+		if c.mid != nil {
+			c.mid.Tier.Shutdown(ctx)
 		}
 		if c.origin != nil {
 			c.origin.Shutdown(ctx)
@@ -505,12 +504,41 @@ func (c *cluster) Close() (left []int) {
 		if c.ownNet && c.net != nil {
 			c.net.Close()
 		}
-		left = tier.WaitGone(c.pids, 15*time.Second)
+		left = waitGone(c.pids, 15*time.Second)
 		if c.dir != "" {
 			os.RemoveAll(c.dir)
 		}
 	})
 	return left
+}
+
+// waitGone waits up to d until no process of pids exists any more, and
+// returns those still running. (onion.Server.Close already waits for its
+// tor to exit; this is the demo's independent check.)
+func waitGone(pids []int, d time.Duration) []int {
+	deadline := time.Now().Add(d)
+	for {
+		var left []int
+		for _, pid := range pids {
+			if pid > 0 && syscall.Kill(pid, 0) == nil && !zombie(pid) {
+				left = append(left, pid)
+			}
+		}
+		if len(left) == 0 || time.Now().After(deadline) {
+			return left
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// zombie reports whether pid has exited but not been reaped.
+func zombie(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	i := strings.LastIndexByte(string(b), ')')
+	return i > 0 && i+2 < len(b) && b[i+2] == 'Z'
 }
 
 // recorder keeps the delivery times of a tier's client requests.

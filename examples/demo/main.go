@@ -33,6 +33,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"os"
 	"os/exec"
@@ -42,7 +43,6 @@ import (
 	"time"
 
 	"github.com/onioncdn/onioncdn/hls"
-	"github.com/onioncdn/onioncdn/internal/tier"
 )
 
 func main() {
@@ -69,6 +69,7 @@ type options struct {
 	failover bool
 	report   string
 	logLevel string
+	level    slog.Level
 }
 
 func parseFlags(args []string, stderr io.Writer) (*options, error) {
@@ -103,8 +104,8 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	if o.segDur < 500*time.Millisecond || o.segDur > 30*time.Second {
 		return nil, fmt.Errorf("-segment-duration %v: want 500ms to 30s", o.segDur)
 	}
-	if _, err := tier.NewLogger(io.Discard, "text", o.logLevel); err != nil {
-		return nil, err
+	if err := o.level.UnmarshalText([]byte(o.logLevel)); err != nil {
+		return nil, fmt.Errorf("-log-level %q: want debug, info, warn or error", o.logLevel)
 	}
 	return o, nil
 }
@@ -136,7 +137,7 @@ func run(ctx context.Context, o *options, out, logOut io.Writer) error {
 		fmt.Fprintln(out, "    (-failover needs Tor: ignored)")
 		o.failover = false
 	}
-	log, _ := tier.NewLogger(logOut, "text", o.logLevel)
+	log := slog.New(slog.NewTextHandler(logOut, &slog.HandlerOptions{Level: o.level}))
 	segments := int((o.duration+o.segDur-1)/o.segDur) + 4
 	c, err := startCluster(ctx, clusterConfig{
 		Tor: useTor, Segments: segments, SegmentDuration: o.segDur,
@@ -354,7 +355,7 @@ func (c *cluster) printReport(out io.Writer, rep *hls.Report) {
 
 	fmt.Fprintln(out, "-- upstream pools (upstream.Stats): requests on warm (reused) vs new connections --")
 	for _, e := range c.edges {
-		for _, u := range e.tier.Transport.Stats().Upstreams {
+		for _, u := range e.tr.Stats().Upstreams {
 			fmt.Fprintf(out, "    %-8s → midtier: %d requests, %d reused, %d new, %d had to dial, %d dials, %d failures\n",
 				e.name, u.Requests, u.Reused, u.New, u.ColdDials, u.Dials, u.Failures)
 		}
@@ -363,7 +364,7 @@ func (c *cluster) printReport(out io.Writer, rep *hls.Report) {
 			fmt.Fprintf(out, "    %-8s watchdog: %d probes, %d failed, %d re-publications\n", e.name, w.Probes, w.ProbeFailures, w.Republishes)
 		}
 	}
-	for _, u := range c.mid.Tier.Transport.Stats().Upstreams {
+	for _, u := range c.mid.tr.Stats().Upstreams {
 		fmt.Fprintf(out, "    %-8s → origin:  %d requests, %d reused, %d new\n", "midtier", u.Requests, u.Reused, u.New)
 	}
 	if st, err := c.router.Stats(); err == nil {

@@ -22,7 +22,7 @@ func TestFlags(t *testing.T) {
 		{"zero_players", []string{"-players", "0"}, "-players"},
 		{"too_short", []string{"-duration", "10ms"}, "-duration"},
 		{"bad_segment_duration", []string{"-segment-duration", "1h"}, "-segment-duration"},
-		{"bad_log_level", []string{"-log-level", "loud"}, "log level"},
+		{"bad_log_level", []string{"-log-level", "loud"}, "-log-level"},
 		{"extra_args", []string{"now"}, "unexpected"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

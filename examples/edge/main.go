@@ -1,101 +1,187 @@
 // Command edge runs the user-facing tier of an onioncdn CDN: an onion
 // service, published with a key that several edge machines share, whose
-// cache sits in front of one or more midtier onions.
+// disk cache sits in front of one or more midtier onions. It is a recipe:
+// everything below is public API, to copy into a program of your own.
 //
-//	edge -key edge.key -upstream http://MIDTIER.onion -cache-dir /var/cache/edge -watchdog 30s \
-//	     -router http://ROUTER.onion/.well-known/onioncdn/report -group eu -edge-id eu-1 -agent-key agent.pem
+//	edge -key group.key -upstream http://MIDTIER.onion -cache-dir /var/cache/edge \
+//	     -verify-key ORIGIN_PUB -router http://ROUTER.onion/.well-known/onioncdn/report \
+//	     -group eu -edge-id eu-1 -agent-key agent.pem
 //
-// It publishes an onion service (key file in tor's hs_ed25519_secret_key
-// format, created with mode 0600 if missing; copy the same file to every
-// edge of a group) through a tor it starts (-tor, -tor-data, -torrc-line) or
-// a running tor (-tor-control). With -watchdog it probes the shared address
-// and re-publishes this edge's descriptor when the answering edge dies.
-// Misses go to the midtier(s) over a warm pool of Tor circuits (-min-idle
-// per upstream, failover between several -upstream URLs); the HLS policy
-// (-hls, on by default) sets playlist and segment TTLs and -prefetch
-// fetches segments ahead of viewers. With -router, an agent reports this
-// edge's load, signed with -agent-key, to the router.
-//
-// Plain TCP mode, for benchmarks, tests and non-Tor use:
-//
-//	edge -listen 127.0.0.1:19000 -upstream http://127.0.0.1:18000 -cache-dir DIR
-//
-// The same binary then also serves as a midtier (add -cache-status).
-//
-// Cache-Status is off by default: an edge faces users, and the header would
-// reveal cache state. -metrics 127.0.0.1:PORT serves Prometheus metrics on
-// loopback. SIGINT or SIGTERM stop it gracefully: the agent signs off,
-// requests and fills in progress finish (up to -shutdown-timeout), then tor
-// stops.
+// With -listen ADDR it serves plain TCP instead (benchmarks, tests), and
+// with -cache-status it serves as a midtier. SIGINT or SIGTERM stop it
+// gracefully: the agent signs off, requests and fills finish, then tor
+// stops. Run it with -h for every flag.
 package main
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"os/signal"
-	"runtime/pprof"
+	"strings"
 	"syscall"
+	"time"
 
-	"github.com/onioncdn/onioncdn/internal/tier"
+	"github.com/onioncdn/onioncdn/cache"
+	"github.com/onioncdn/onioncdn/cache/diskstore"
+	"github.com/onioncdn/onioncdn/hls"
+	"github.com/onioncdn/onioncdn/metrics"
+	"github.com/onioncdn/onioncdn/onion"
+	"github.com/onioncdn/onioncdn/route"
+	"github.com/onioncdn/onioncdn/tier"
+	"github.com/onioncdn/onioncdn/upstream"
+	"github.com/onioncdn/onioncdn/upstream/integrity"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, os.Args[1:]); err != nil && !errors.Is(err, flag.ErrHelp) {
+	if err := run(ctx, os.Args[1:], os.Stdout); err != nil && !errors.Is(err, flag.ErrHelp) {
 		fmt.Fprintln(os.Stderr, "edge:", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, args []string) error {
-	p, cpuProfile, err := parseFlags(args, os.Stderr)
-	if err != nil {
+type list []string
+
+func (l *list) String() string     { return strings.Join(*l, ",") }
+func (l *list) Set(v string) error { *l = append(*l, v); return nil }
+
+func run(ctx context.Context, args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("edge", flag.ContinueOnError)
+	var torrc, verify list
+	name := fs.String("name", "edge", "tier name in Cache-Status, logs and metrics")
+	listen := fs.String("listen", "", "serve plain TCP on this address instead of an onion service")
+	keyFile := fs.String("key", "", "onion key file, created (mode 0600) if missing; copy it to every edge of the group")
+	torData := fs.String("tor-data", "", "tor data directory kept between runs (default: temporary)")
+	fs.Var(&torrc, "torrc-line", "extra torrc line, e.g. to join a private network (repeatable)")
+	ups := fs.String("upstream", "", "midtier base URL(s), comma-separated (required)")
+	cacheDir := fs.String("cache-dir", "", "disk cache directory (default: in memory)")
+	maxBytes := fs.Int64("max-bytes", 0, "cache size bound (0: 1 GiB on disk, 64 MiB in memory)")
+	noSync := fs.Bool("no-sync", false, "do not fsync cache entries (faster; a power loss may drop some)")
+	cacheStatus := fs.Bool("cache-status", false, "send Cache-Status (between tiers only: it reveals cache state to users)")
+	fs.Var(&verify, "verify-key", "verify origin signatures with this ed25519 public key (base64 or file; repeatable)")
+	prefetch := fs.Int("prefetch", 2, "HLS segments prefetched ahead of viewers (0: off)")
+	watchdog := fs.Duration("watchdog", 30*time.Second, "probe the shared address this often, re-publish when it stops answering (0: off)")
+	routerURL := fs.String("router", "", "report load to this router endpoint")
+	group := fs.String("group", "", "with -router: this edge's group")
+	edgeID := fs.String("edge-id", "", "with -router: this edge's id in its group")
+	agentKey := fs.String("agent-key", "agent.pem", "with -router: report signing key, created (mode 0600) if missing")
+	metricsAddr := fs.String("metrics", "", "serve Prometheus /metrics on this loopback address")
+	logLevel := fs.String("log-level", "info", "debug (a line per request), info, warn or error")
+	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	log, err := tier.NewLogger(os.Stderr, p.LogFormat, p.LogLevel)
-	if err != nil {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
 		return err
 	}
-	if cpuProfile != "" {
-		f, err := os.Create(cpuProfile)
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	if *ups == "" || (*listen == "") == (*keyFile == "") || fs.NArg() > 0 {
+		return errors.New("want -upstream, and either -key (onion service) or -listen (TCP); see -h")
+	}
+	t := &tier.Tier{Name: *name, Logger: log}
+	reg := prometheus.NewRegistry()
+	tr := &upstream.Transport{Upstreams: strings.Split(*ups, ","), Logger: log.With("part", "upstream")}
+	t.Transport = tr
+	reg.MustRegister(metrics.Upstream(*name, tr))
+
+	// tor, if this edge is an onion service or its upstreams are onions.
+	var ln net.Listener
+	if *listen == "" || strings.Contains(*ups, ".onion") {
+		t.Tor = &onion.Server{DataDir: *torData, ExtraTorrc: torrc, Logger: log.With("part", "tor")}
+		defer t.Tor.Close() // on early errors; Run closes it after the drain
+	}
+	if strings.Contains(*ups, ".onion") {
+		tr.DialIsolated = t.Tor.Dialer().DialIsolated // a circuit per pooled connection
+	}
+	if *listen != "" {
+		var err error
+		if ln, err = net.Listen("tcp", *listen); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "%s: serving http://%s\n", *name, ln.Addr())
+	} else {
+		key, _, err := onion.LoadOrCreateKey(*keyFile)
 		if err != nil {
 			return err
 		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
+		lc := onion.ListenConfig{Key: key, ExportCircuitID: true}
+		if *watchdog > 0 {
+			lc.Watchdog = &onion.Watchdog{Interval: *watchdog}
+		}
+		ol, err := t.Tor.Listen(ctx, lc)
+		if err != nil {
 			return err
 		}
-		defer pprof.StopCPUProfile()
+		reg.MustRegister(metrics.Watchdog(*name, ol))
+		ln = ol
+		fmt.Fprintf(stdout, "%s: serving http://%s (tor pid %d)\n", *name, ol.Onion(), t.Tor.TorPID())
 	}
-	return p.Run(ctx, os.Stdout, log, nil)
-}
 
-// parseFlags parses the edge's flags and validates them.
-func parseFlags(args []string, stderr io.Writer) (p *tier.Program, cpuProfile string, err error) {
-	p = &tier.Program{Name: "edge", Edge: true, HLS: true, Prefetch: 2}
-	fs := flag.NewFlagSet("edge", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	p.Register(fs)
-	fs.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile to this file until the edge stops")
-	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: edge -upstream URL[,URL] (-key FILE | -listen ADDR) [flags]\n\n"+
-			"Runs the user-facing tier of an onioncdn CDN: onion service (key shared by the\n"+
-			"edges of a group) → disk cache with the HLS policy → midtier onion(s).\n\nFlags:\n")
-		fs.PrintDefaults()
+	// The cache: verifying the origin's signatures, on disk, HLS-aware.
+	var rt http.RoundTripper = tr
+	if len(verify) > 0 {
+		var pubs []ed25519.PublicKey
+		for _, k := range verify {
+			pub, err := integrity.ParsePublicKey(k)
+			if err != nil {
+				return err
+			}
+			pubs = append(pubs, pub)
+		}
+		v := &integrity.Transport{Base: tr, Keys: integrity.Keys(pubs...), Logger: log.With("part", "integrity")}
+		reg.MustRegister(metrics.Integrity(*name, v))
+		rt = v
 	}
-	if err := fs.Parse(args); err != nil {
-		return nil, "", err
+	var store cache.Store = &cache.MemoryStore{MaxBytes: *maxBytes}
+	if *cacheDir != "" {
+		ds, err := diskstore.Open(*cacheDir, diskstore.Options{MaxBytes: *maxBytes, NoSync: *noSync, Logger: log.With("part", "store")})
+		if err != nil {
+			return err
+		}
+		defer ds.Close() // on early errors; Run closes it in order
+		t.Store = ds
+		store = &cache.TieredStore{Slow: ds, Fast: &cache.MemoryStore{MaxBytes: 64 << 20}} // small hot objects in memory
 	}
-	if fs.NArg() != 0 {
-		return nil, "", fmt.Errorf("unexpected arguments %q", fs.Args())
+	t.Cache = &cache.Cache{Transport: rt, Store: store, Policy: &hls.Policy{}, Name: *name, CacheStatus: *cacheStatus, Logger: log.With("part", "cache")}
+	delivery := metrics.NewDelivery()
+	t.Cache.OnRecord = append(t.Cache.OnRecord, delivery.OnRecord(*name))
+	reg.MustRegister(metrics.Cache(*name, t.Cache), delivery)
+	if *prefetch > 0 {
+		t.Prefetcher = &hls.Prefetcher{Ahead: *prefetch, Logger: log.With("part", "prefetch")}
+		reg.MustRegister(metrics.Prefetch(*name, t.Prefetcher))
 	}
-	if err := p.Validate(); err != nil {
-		return nil, "", err
+
+	// Load reports to the router, signed with this edge's own key.
+	if *routerURL != "" {
+		key, _, err := route.LoadOrCreateAgentKey(*agentKey)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "%s: agent public key (for the router's config): %s\n", *name, route.EncodePublicKey(key.Public().(ed25519.PublicKey)))
+		t.Agent = &route.Agent{URL: *routerURL, Group: *group, Edge: *edgeID, Key: key}
+		if strings.Contains(*routerURL, ".onion") {
+			d := t.Tor.Dialer()
+			d.Isolation = "agent" // its own circuit, apart from the upstream pool's
+			t.Agent.Client = d.HTTPClient()
+		}
 	}
-	return p, cpuProfile, nil
+	if *metricsAddr != "" {
+		mln, err := metrics.ListenLocal(*metricsAddr) // refuses anything but loopback
+		if err != nil {
+			return err
+		}
+		defer mln.Close()
+		go http.Serve(mln, metrics.Handler(reg))
+	}
+	return t.Run(ctx, ln) // until SIGINT/SIGTERM, then a graceful shutdown in order
 }

@@ -1,83 +1,149 @@
 // Command midtier runs the middle tier of an onioncdn CDN: an onion
-// service whose cache sits between the edges and the origin.
+// service whose disk cache sits between the edges and the origin. It is a
+// recipe on the public API, to copy into a program of your own.
 //
-//	midtier -key midtier.key -upstream http://10.0.0.5:8000 -cache-dir /var/cache/midtier
-//
-// It publishes an onion service (key file created with mode 0600 if
-// missing; the address is printed) through a tor it starts (-tor, -tor-data,
-// -torrc-line) or a running tor (-tor-control), caches on disk (-cache-dir,
-// -max-bytes) and fetches misses from the origin over a warm keep-alive
-// pool (-upstream: one or more base URLs, clearnet or onion; onions are
-// dialled through the same tor, each pooled connection on its own
-// circuit). With -listen ADDR it serves plain TCP instead (benchmarks,
-// tests, a midtier behind another front).
-//
-// Cache-Status is on by default: the midtier talks to edges, not users.
-// -verify-key makes it verify the origin's signatures (upstream/integrity)
-// and refuse altered content. -metrics 127.0.0.1:PORT serves Prometheus
-// metrics on loopback. SIGINT or SIGTERM stop it gracefully: requests and
-// fills in progress finish (up to -shutdown-timeout), then tor stops.
+//	midtier -key midtier.key -upstream http://10.0.0.5:8000 -verify-key ORIGIN_PUB -cache-dir /var/cache/midtier
 //
 // A midtier is a disposable buffer: edges never hold connections to the
 // origin, so an observer of an edge cannot locate it. Keep the origin's
-// address, and any signing key, off the edges.
+// address, and any signing key, off the edges. It talks to edges, not
+// users, so it sends Cache-Status. With -listen ADDR it serves plain TCP
+// instead. SIGINT or SIGTERM stop it gracefully. Run it with -h for every
+// flag.
 package main
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
-	"github.com/onioncdn/onioncdn/internal/tier"
+	"github.com/onioncdn/onioncdn/cache"
+	"github.com/onioncdn/onioncdn/cache/diskstore"
+	"github.com/onioncdn/onioncdn/hls"
+	"github.com/onioncdn/onioncdn/metrics"
+	"github.com/onioncdn/onioncdn/onion"
+	"github.com/onioncdn/onioncdn/tier"
+	"github.com/onioncdn/onioncdn/upstream"
+	"github.com/onioncdn/onioncdn/upstream/integrity"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	p, err := parseFlags(os.Args[1:], os.Stderr)
-	if errors.Is(err, flag.ErrHelp) {
-		return
-	}
-	if err == nil {
-		var log = mustLogger(p)
-		err = p.Run(ctx, os.Stdout, log, nil)
-	}
-	if err != nil {
+	if err := run(ctx, os.Args[1:], os.Stdout); err != nil && !errors.Is(err, flag.ErrHelp) {
 		fmt.Fprintln(os.Stderr, "midtier:", err)
 		os.Exit(1)
 	}
 }
 
-func mustLogger(p *tier.Program) *slog.Logger {
-	l, _ := tier.NewLogger(os.Stderr, p.LogFormat, p.LogLevel) // validated by parseFlags
-	return l
-}
+type list []string
 
-// parseFlags parses the midtier's flags and validates them.
-func parseFlags(args []string, stderr io.Writer) (*tier.Program, error) {
-	p := &tier.Program{Name: "midtier", CacheStatus: true, HLS: true}
+func (l *list) String() string     { return strings.Join(*l, ",") }
+func (l *list) Set(v string) error { *l = append(*l, v); return nil }
+
+func run(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("midtier", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	p.Register(fs)
-	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: midtier -upstream URL[,URL] (-key FILE | -listen ADDR) [flags]\n\n"+
-			"Runs the middle tier of an onioncdn CDN: onion service → disk cache → origin.\n\nFlags:\n")
-		fs.PrintDefaults()
-	}
+	var torrc, verify list
+	name := fs.String("name", "midtier", "tier name in Cache-Status, logs and metrics")
+	listen := fs.String("listen", "", "serve plain TCP on this address instead of an onion service")
+	keyFile := fs.String("key", "", "onion key file, created (mode 0600) if missing")
+	torData := fs.String("tor-data", "", "tor data directory kept between runs (default: temporary)")
+	fs.Var(&torrc, "torrc-line", "extra torrc line, e.g. to join a private network (repeatable)")
+	ups := fs.String("upstream", "", "origin base URL(s), comma-separated: clearnet or onion (required)")
+	cacheDir := fs.String("cache-dir", "", "disk cache directory (default: in memory)")
+	maxBytes := fs.Int64("max-bytes", 0, "cache size bound (0: 1 GiB on disk, 64 MiB in memory)")
+	fs.Var(&verify, "verify-key", "verify origin signatures with this ed25519 public key (base64 or file; repeatable)")
+	metricsAddr := fs.String("metrics", "", "serve Prometheus /metrics on this loopback address")
+	logLevel := fs.String("log-level", "info", "debug (a line per request), info, warn or error")
 	if err := fs.Parse(args); err != nil {
-		return nil, err
+		return err
 	}
-	if fs.NArg() != 0 {
-		return nil, fmt.Errorf("unexpected arguments %q", fs.Args())
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
+		return err
 	}
-	if err := p.Validate(); err != nil {
-		return nil, err
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	if *ups == "" || (*listen == "") == (*keyFile == "") || fs.NArg() > 0 {
+		return errors.New("want -upstream, and either -key (onion service) or -listen (TCP); see -h")
 	}
-	return p, nil
+	t := &tier.Tier{Name: *name, Logger: log}
+	reg := prometheus.NewRegistry()
+	tr := &upstream.Transport{Upstreams: strings.Split(*ups, ","), Logger: log.With("part", "upstream")}
+	t.Transport = tr
+	reg.MustRegister(metrics.Upstream(*name, tr))
+	if *listen == "" || strings.Contains(*ups, ".onion") {
+		t.Tor = &onion.Server{DataDir: *torData, ExtraTorrc: torrc, Logger: log.With("part", "tor")}
+		defer t.Tor.Close() // on early errors; Run closes it after the drain
+	}
+	if strings.Contains(*ups, ".onion") {
+		tr.DialIsolated = t.Tor.Dialer().DialIsolated // an onion origin: a circuit per pooled connection
+	}
+	var ln net.Listener
+	if *listen != "" {
+		var err error
+		if ln, err = net.Listen("tcp", *listen); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "%s: serving http://%s\n", *name, ln.Addr())
+	} else {
+		key, _, err := onion.LoadOrCreateKey(*keyFile)
+		if err != nil {
+			return err
+		}
+		ol, err := t.Tor.Listen(ctx, onion.ListenConfig{Key: key})
+		if err != nil {
+			return err
+		}
+		ln = ol
+		fmt.Fprintf(stdout, "%s: serving http://%s\n", *name, ol.Onion())
+	}
+
+	var rt http.RoundTripper = tr
+	if len(verify) > 0 {
+		var pubs []ed25519.PublicKey
+		for _, k := range verify {
+			pub, err := integrity.ParsePublicKey(k)
+			if err != nil {
+				return err
+			}
+			pubs = append(pubs, pub)
+		}
+		v := &integrity.Transport{Base: tr, Keys: integrity.Keys(pubs...), Logger: log.With("part", "integrity")}
+		reg.MustRegister(metrics.Integrity(*name, v))
+		rt = v
+	}
+	var store cache.Store = &cache.MemoryStore{MaxBytes: *maxBytes}
+	if *cacheDir != "" {
+		ds, err := diskstore.Open(*cacheDir, diskstore.Options{MaxBytes: *maxBytes, Logger: log.With("part", "store")})
+		if err != nil {
+			return err
+		}
+		defer ds.Close() // on early errors; Run closes it in order
+		t.Store = ds
+		store = &cache.TieredStore{Slow: ds, Fast: &cache.MemoryStore{MaxBytes: 64 << 20}}
+	}
+	t.Cache = &cache.Cache{Transport: rt, Store: store, Policy: &hls.Policy{}, Name: *name, CacheStatus: true, Logger: log.With("part", "cache")}
+	delivery := metrics.NewDelivery()
+	t.Cache.OnRecord = append(t.Cache.OnRecord, delivery.OnRecord(*name))
+	reg.MustRegister(metrics.Cache(*name, t.Cache), delivery)
+	if *metricsAddr != "" {
+		mln, err := metrics.ListenLocal(*metricsAddr) // refuses anything but loopback
+		if err != nil {
+			return err
+		}
+		defer mln.Close()
+		go http.Serve(mln, metrics.Handler(reg))
+	}
+	return t.Run(ctx, ln) // until SIGINT/SIGTERM, then a graceful shutdown in order
 }

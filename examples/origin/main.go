@@ -34,6 +34,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -43,7 +44,6 @@ import (
 	"time"
 
 	"github.com/onioncdn/onioncdn/hls/hlstest"
-	"github.com/onioncdn/onioncdn/internal/tier"
 	"github.com/onioncdn/onioncdn/origin"
 	"github.com/onioncdn/onioncdn/upstream/integrity"
 )
@@ -122,16 +122,32 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	if _, _, err := net.SplitHostPort(o.listen); err != nil {
 		return nil, fmt.Errorf("-listen %q: %w", o.listen, err)
 	}
-	if _, err := tier.NewLogger(io.Discard, o.logFormat, o.logLevel); err != nil {
+	if _, err := newLogger(io.Discard, o.logFormat, o.logLevel); err != nil {
 		return nil, err
 	}
 	return o, nil
 }
 
+// newLogger returns a text or JSON logger at level.
+func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("-log-level %q: want debug, info, warn or error", level)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("-log-format %q: want text or json", format)
+}
+
 // run serves until ctx ends. ready, if set, is called with the listening
 // address once the origin serves.
 func run(ctx context.Context, o *options, stdout io.Writer, ready func(addr string)) error {
-	log, err := tier.NewLogger(os.Stderr, o.logFormat, o.logLevel)
+	log, err := newLogger(os.Stderr, o.logFormat, o.logLevel)
 	if err != nil {
 		return err
 	}
@@ -156,7 +172,7 @@ func run(ctx context.Context, o *options, stdout io.Writer, ready func(addr stri
 	}
 	var h http.Handler = &origin.Handler{FS: os.DirFS(o.dir), AllowedOrigins: o.allowOrigins, Logger: log}
 	if o.signKey != "" {
-		key, created, err := tier.LoadOrCreateSigningKey(o.signKey)
+		key, created, err := integrity.LoadOrCreateSigningKey(o.signKey)
 		if err != nil {
 			return err
 		}
@@ -164,7 +180,7 @@ func run(ctx context.Context, o *options, stdout io.Writer, ready func(addr stri
 		if created {
 			fmt.Fprintf(stdout, "created signing key %s (mode 0600)\n", o.signKey)
 		}
-		fmt.Fprintf(stdout, "signing responses; tiers verify with -verify-key %s (key id %s)\n", tier.EncodePublicKey(pub), integrity.KeyID(pub))
+		fmt.Fprintf(stdout, "signing responses; tiers verify with -verify-key %s (key id %s)\n", integrity.EncodePublicKey(pub), integrity.KeyID(pub))
 		h = (&integrity.Signer{Key: key, Logger: log}).Handler(h)
 	}
 	ln, err := net.Listen("tcp", o.listen)
@@ -173,7 +189,9 @@ func run(ctx context.Context, o *options, stdout io.Writer, ready func(addr stri
 	}
 	fmt.Fprintf(stdout, "origin serving %s on http://%s/\n", o.dir, ln.Addr())
 	log.Info("origin listening", "addr", ln.Addr().String(), "dir", o.dir, "cors", len(o.allowOrigins) > 0, "signed", o.signKey != "")
-	srv := tier.ServeHandler(ln, h, log)
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 30 * time.Second, IdleTimeout: 5 * time.Minute,
+		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
+	go srv.Serve(ln)
 	if ready != nil {
 		ready(ln.Addr().String())
 	}

@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/onioncdn/onioncdn/internal/tier"
 	"github.com/onioncdn/onioncdn/upstream/integrity"
 )
 
@@ -29,7 +28,7 @@ func TestFlags(t *testing.T) {
 		{"bad_listen", []string{"-dir", "x", "-listen", "nohostport"}, "-listen"},
 		{"bad_segments", []string{"-dir", "x", "-generate", "-segments", "0"}, "-segments"},
 		{"bad_segment_duration", []string{"-dir", "x", "-generate", "-segment-duration", "1ms"}, "-segment-duration"},
-		{"bad_log_format", []string{"-dir", "x", "-log-format", "xml"}, "log format"},
+		{"bad_log_format", []string{"-dir", "x", "-log-format", "xml"}, "-log-format"},
 		{"bad_shutdown", []string{"-dir", "x", "-shutdown-timeout", "0s"}, "-shutdown-timeout"},
 		{"unknown_flag", []string{"-nope"}, "not defined"},
 	} {
@@ -85,7 +84,7 @@ func TestServeGeneratedSigned(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("origin did not start")
 	}
-	key, created, err := tier.LoadOrCreateSigningKey(keyFile)
+	key, created, err := integrity.LoadOrCreateSigningKey(keyFile)
 	if err != nil || created {
 		t.Fatalf("key file not written: %v", err)
 	}
@@ -113,7 +112,7 @@ func TestServeGeneratedSigned(t *testing.T) {
 	if s := verify.Stats(); s.Verified != 3 || s.Rejected != 0 {
 		t.Errorf("signatures: %+v", s)
 	}
-	if !strings.Contains(out.String(), "-verify-key "+tier.EncodePublicKey(pub)) {
+	if !strings.Contains(out.String(), "-verify-key "+integrity.EncodePublicKey(pub)) {
 		t.Errorf("output does not print the public key:\n%s", out.String())
 	}
 	cancel()

@@ -1,4 +1,9 @@
-package tier
+// Package edkey reads and writes ed25519 key files: private keys as PEM
+// PKCS #8 (as "openssl genpkey -algorithm ed25519" writes them), public
+// keys as base64 or PEM PKIX. Packages route (agent keys) and
+// upstream/integrity (origin signing keys) build on it. Errors carry no
+// package prefix: callers add theirs.
+package edkey
 
 import (
 	"crypto/ed25519"
@@ -12,43 +17,18 @@ import (
 	"io/fs"
 	"os"
 	"strings"
-
-	"github.com/onioncdn/onioncdn/onion"
 )
-
-// LoadOrCreateOnionKey loads the onion service key at path (tor's
-// hs_ed25519_secret_key format, mode 0600), or, if no file exists there,
-// generates a key and saves it with mode 0600. created reports which.
-func LoadOrCreateOnionKey(path string) (k *onion.Key, created bool, err error) {
-	if path == "" {
-		return nil, false, errors.New("tier: onion key: no file name")
-	}
-	k, err = onion.LoadKey(path)
-	if err == nil {
-		return k, false, nil
-	}
-	if !errors.Is(err, fs.ErrNotExist) {
-		return nil, false, err
-	}
-	if k, err = onion.GenerateKey(); err != nil {
-		return nil, false, err
-	}
-	if err := k.Save(path); err != nil {
-		return nil, false, err
-	}
-	return k, true, nil
-}
 
 const maxKeyFile = 16 << 10
 
-// LoadOrCreateSigningKey loads the ed25519 private key at path, a PEM
+// LoadOrCreate loads the ed25519 private key at path, a PEM
 // "PRIVATE KEY" block holding PKCS #8 (as written by
 // "openssl genpkey -algorithm ed25519"), or, if no file exists there,
 // generates one and writes it with mode 0600. A key file that its group or
 // others may read is refused. created reports whether the key is new.
-func LoadOrCreateSigningKey(path string) (key ed25519.PrivateKey, created bool, err error) {
+func LoadOrCreate(path string) (key ed25519.PrivateKey, created bool, err error) {
 	if path == "" {
-		return nil, false, errors.New("tier: signing key: no file name")
+		return nil, false, errors.New("no file name")
 	}
 	f, err := os.Open(path)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -56,34 +36,34 @@ func LoadOrCreateSigningKey(path string) (key ed25519.PrivateKey, created bool, 
 		return key, err == nil, err
 	}
 	if err != nil {
-		return nil, false, fmt.Errorf("tier: signing key: %w", err)
+		return nil, false, err
 	}
 	defer f.Close()
 	st, err := f.Stat()
 	if err != nil {
-		return nil, false, fmt.Errorf("tier: signing key: %w", err)
+		return nil, false, err
 	}
 	if !st.Mode().IsRegular() {
-		return nil, false, fmt.Errorf("tier: signing key %s: not a regular file", path)
+		return nil, false, fmt.Errorf("%s: not a regular file", path)
 	}
 	if perm := st.Mode().Perm(); perm&0o077 != 0 {
-		return nil, false, fmt.Errorf("tier: signing key %s: file mode %#o is readable by group or others; chmod 600 it", path, perm)
+		return nil, false, fmt.Errorf("%s: file mode %#o is readable by group or others; chmod 600 it", path, perm)
 	}
 	data, err := io.ReadAll(io.LimitReader(f, maxKeyFile))
 	if err != nil {
-		return nil, false, fmt.Errorf("tier: signing key: %w", err)
+		return nil, false, err
 	}
 	block, _ := pem.Decode(data)
 	if block == nil || block.Type != "PRIVATE KEY" {
-		return nil, false, fmt.Errorf("tier: signing key %s: no PEM PRIVATE KEY block", path)
+		return nil, false, fmt.Errorf("%s: no PEM PRIVATE KEY block", path)
 	}
 	k, err := x509.ParsePKCS8PrivateKey(block.Bytes)
 	if err != nil {
-		return nil, false, fmt.Errorf("tier: signing key %s: not PKCS #8", path)
+		return nil, false, fmt.Errorf("%s: not PKCS #8", path)
 	}
 	ek, ok := k.(ed25519.PrivateKey)
 	if !ok {
-		return nil, false, fmt.Errorf("tier: signing key %s: not an ed25519 key", path)
+		return nil, false, fmt.Errorf("%s: not an ed25519 key", path)
 	}
 	return ek, false, nil
 }
@@ -91,15 +71,15 @@ func LoadOrCreateSigningKey(path string) (key ed25519.PrivateKey, created bool, 
 func createSigningKey(path string) (ed25519.PrivateKey, error) {
 	_, key, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
-		return nil, fmt.Errorf("tier: signing key: %w", err)
+		return nil, err
 	}
 	der, err := x509.MarshalPKCS8PrivateKey(key)
 	if err != nil {
-		return nil, fmt.Errorf("tier: signing key: %w", err)
+		return nil, err
 	}
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
-		return nil, fmt.Errorf("tier: signing key: %w", err)
+		return nil, err
 	}
 	werr := pem.Encode(f, &pem.Block{Type: "PRIVATE KEY", Bytes: der})
 	if err := f.Sync(); werr == nil {
@@ -110,18 +90,18 @@ func createSigningKey(path string) (ed25519.PrivateKey, error) {
 	}
 	if werr != nil {
 		os.Remove(path)
-		return nil, fmt.Errorf("tier: signing key: %w", werr)
+		return nil, werr
 	}
 	return key, nil
 }
 
-// EncodePublicKey returns pub in the form ParsePublicKey and the router's
+// EncodePublic returns pub in the form ParsePublic and the router's
 // configuration file accept: standard base64 of the 32 key bytes.
-func EncodePublicKey(pub ed25519.PublicKey) string {
+func EncodePublic(pub ed25519.PublicKey) string {
 	return base64.StdEncoding.EncodeToString(pub)
 }
 
-// ParsePublicKey parses an ed25519 public key given as base64 (standard
+// ParsePublic parses an ed25519 public key given as base64 (standard
 // or URL alphabet, padded or not) of its 32 bytes, or as the name of a
 // file holding either that or a PEM "PUBLIC KEY" block (PKIX, as written
 // by "openssl pkey -pubout").
@@ -129,9 +109,9 @@ func EncodePublicKey(pub ed25519.PublicKey) string {
 // A string with a "/" that does not end in "=" padding is a file name,
 // never a key: unpadded standard base64 and file names share their
 // alphabet, and a missing file must be an error, not a random key. Keys
-// as [EncodePublicKey] prints them (padded) or in the URL alphabet are not
+// as [EncodePublic] prints them (padded) or in the URL alphabet are not
 // affected.
-func ParsePublicKey(s string) (ed25519.PublicKey, error) {
+func ParsePublic(s string) (ed25519.PublicKey, error) {
 	s = strings.TrimSpace(s)
 	fileName := strings.Contains(s, "/") && !strings.HasSuffix(s, "=")
 	if !fileName {
@@ -141,31 +121,31 @@ func ParsePublicKey(s string) (ed25519.PublicKey, error) {
 	}
 	f, err := os.Open(s)
 	if err != nil {
-		return nil, fmt.Errorf("tier: public key: not 32 bytes of base64, nor a readable file: %w", err)
+		return nil, fmt.Errorf("not 32 bytes of base64, nor a readable file: %w", err)
 	}
 	defer f.Close()
 	data, err := io.ReadAll(io.LimitReader(f, maxKeyFile))
 	if err != nil {
-		return nil, fmt.Errorf("tier: public key: %w", err)
+		return nil, err
 	}
 	if block, _ := pem.Decode(data); block != nil {
 		if block.Type != "PUBLIC KEY" {
-			return nil, fmt.Errorf("tier: public key %s: PEM block %q, want PUBLIC KEY", s, block.Type)
+			return nil, fmt.Errorf("%s: PEM block %q, want PUBLIC KEY", s, block.Type)
 		}
 		k, err := x509.ParsePKIXPublicKey(block.Bytes)
 		if err != nil {
-			return nil, fmt.Errorf("tier: public key %s: %w", s, err)
+			return nil, fmt.Errorf("%s: %w", s, err)
 		}
 		ek, ok := k.(ed25519.PublicKey)
 		if !ok {
-			return nil, fmt.Errorf("tier: public key %s: not an ed25519 key", s)
+			return nil, fmt.Errorf("%s: not an ed25519 key", s)
 		}
 		return ek, nil
 	}
 	if k, ok := decodeRawKey(strings.TrimSpace(string(data))); ok {
 		return k, nil
 	}
-	return nil, fmt.Errorf("tier: public key %s: neither PEM nor base64 of 32 bytes", s)
+	return nil, fmt.Errorf("%s: neither PEM nor base64 of 32 bytes", s)
 }
 
 func decodeRawKey(s string) (ed25519.PublicKey, bool) {
