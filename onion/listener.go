@@ -204,7 +204,7 @@ func (s *Server) Listen(ctx context.Context, cfg ListenConfig) (*Listener, error
 	if len(ports) == 0 {
 		ports = []int{80}
 	}
-	l := &Listener{s: s, cfg: cfg, key: key, id: key.ServiceID(), ports: ports, }
+	l := &Listener{s: s, cfg: cfg, key: key, id: key.ServiceID(), ports: ports}
 	s.mu.Lock()
 	if s.isClosed {
 		s.mu.Unlock()
