@@ -1,4 +1,4 @@
-package privacy
+package onioncdn_test
 
 import (
 	"context"
