@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/onioncdn/onioncdn/cache"
+	"github.com/onioncdn/onioncdn/internal/rfc9111"
 )
 
 // Default values of [Policy] fields.
@@ -310,10 +311,10 @@ func (p *Policy) Decide(r *http.Request, resp *http.Response) cache.Decision {
 		}
 	}
 	if kind == KindKey {
-		o.Public = hasDirective(resp.Header, "public")
+		o.Public = rfc9111.ParseCacheControl(resp.Header["Cache-Control"]).Has("public")
 		return p.TTLFor(o)
 	}
-	if p.Precedence == OriginCacheControl && explicitFreshness(resp.Header) {
+	if p.Precedence == OriginCacheControl && rfc9111.ExplicitLifetime(resp.Header) {
 		return cache.Decision{}
 	}
 	return p.TTLFor(o)
@@ -476,32 +477,6 @@ func notMedia(ct string) bool {
 		return true
 	}
 	return strings.HasPrefix(mt, "image/")
-}
-
-// hasDirective reports whether the Cache-Control header has the directive.
-func hasDirective(h http.Header, name string) bool {
-	for _, line := range h.Values("Cache-Control") {
-		for d := range strings.SplitSeq(line, ",") {
-			d, _, _ = strings.Cut(strings.TrimSpace(d), "=")
-			if strings.EqualFold(d, name) {
-				return true
-			}
-		}
-	}
-	return false
-}
-
-// explicitFreshness reports whether the response states its own freshness:
-// Cache-Control s-maxage, max-age or no-cache, or a valid Expires.
-func explicitFreshness(h http.Header) bool {
-	if hasDirective(h, "s-maxage") || hasDirective(h, "max-age") || hasDirective(h, "no-cache") {
-		return true
-	}
-	if e := h.Get("Expires"); e != "" {
-		_, err := http.ParseTime(e)
-		return err == nil
-	}
-	return false
 }
 
 // replayBody replays bytes already read, then the rest of the original

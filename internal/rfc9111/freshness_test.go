@@ -240,3 +240,28 @@ func BenchmarkEvaluate(b *testing.B) {
 		}
 	}
 }
+
+func TestExplicitLifetime(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		h    http.Header
+		want bool
+	}{
+		{"none", http.Header{}, false},
+		{"public_only", http.Header{"Cache-Control": {"public"}}, false},
+		{"max_age", http.Header{"Cache-Control": {"public, max-age=60"}}, true},
+		{"s_maxage", http.Header{"Cache-Control": {"s-maxage=5"}}, true},
+		{"no_cache", http.Header{"Cache-Control": {"no-cache"}}, true},
+		// A quoted comma does not split directives (the old hls parser
+		// split on every comma and saw "max-age" here).
+		{"quoted_comma", http.Header{"Cache-Control": {`private="a, max-age=5"`}}, false},
+		{"valid_expires", http.Header{"Expires": {"Wed, 21 Oct 2015 07:28:00 GMT"}}, true},
+		{"invalid_expires", http.Header{"Expires": {"0"}}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := ExplicitLifetime(tc.h); got != tc.want {
+				t.Errorf("ExplicitLifetime = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
