@@ -13,7 +13,8 @@
 // bandwidth-delay products, so a fast sender is held back by TCP flow
 // control as it would be by a slow path. Each connection waits Setup before
 // the first byte is relayed (the client's dial returns at once; its
-// request is answered Setup later), which models a circuit built on demand.
+// request is answered Setup later; [Relay.DialContext] returns only after
+// Setup), which models a circuit built on demand.
 // The bandwidth is shared by all the relay's connections (one circuit or
 // access link) unless PerConnection is set (one circuit per connection).
 //
@@ -131,6 +132,28 @@ func (r *Relay) Addr() string {
 		return ""
 	}
 	return r.ln.Addr().String()
+}
+
+// DialContext dials address, normally Addr, and returns once the relay's
+// Setup delay for the new connection has passed, as a dial through Tor's
+// SOCKS port returns once the circuit is built: a pool of connections
+// dialled ahead of need (upstream.Transport's warm pool) then really is
+// warm. It has the signature of net.Dialer.DialContext.
+func (r *Relay) DialContext(ctx context.Context, network, address string) (net.Conn, error) {
+	var d net.Dialer
+	c, err := d.DialContext(ctx, network, address)
+	if err != nil || r.Setup <= 0 {
+		return c, err
+	}
+	t := time.NewTimer(r.Setup)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return c, nil
+	case <-ctx.Done():
+		c.Close()
+		return nil, fmt.Errorf("netem: dial: %w", ctx.Err())
+	}
 }
 
 // Stats returns the relay's counters.

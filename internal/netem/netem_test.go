@@ -2,6 +2,7 @@ package netem
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"errors"
 	"io"
@@ -109,6 +110,34 @@ func TestRelayLatencyAndSetup(t *testing.T) {
 		} else {
 			t.Logf("exchange %d: %v (floor %v)", i, got, want)
 		}
+	}
+}
+
+// DialContext returns once the set-up delay has passed: the first
+// exchange then pays the latencies only.
+func TestRelayDialWaitsForSetup(t *testing.T) {
+	const setup, lat = 200 * time.Millisecond, 20 * time.Millisecond
+	r := start(t, &Relay{Target: server(t, echo), Up: Shape{Latency: lat}, Down: Shape{Latency: lat}, Setup: setup})
+	begin := time.Now()
+	c, err := r.DialContext(t.Context(), "tcp", r.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if d := time.Since(begin); d < setup {
+		t.Errorf("dial returned after %v, before the %v set-up", d, setup)
+	}
+	if _, err := c.Write([]byte{7}); err != nil {
+		t.Fatal(err)
+	}
+	b := make([]byte, 1)
+	if _, err := io.ReadFull(c, b); err != nil || b[0] != 7 {
+		t.Fatalf("%v %v", b, err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	if _, err := r.DialContext(ctx, "tcp", r.Addr()); err == nil {
+		t.Error("dial with a cancelled context succeeded")
 	}
 }
 
