@@ -227,6 +227,51 @@ func (c CMCD) Query() string {
 	return cmcdParam + "=" + url.QueryEscape(c.String())
 }
 
+// headers returns c split into the four CMCD headers by key, as
+// CTA-5004 assigns them; empty headers are left out.
+func (c CMCD) headers() http.Header {
+	h := http.Header{}
+	split := map[string]string{
+		"br": "Cmcd-Object", "d": "Cmcd-Object", "ot": "Cmcd-Object", "tb": "Cmcd-Object",
+		"bl": "Cmcd-Request", "dl": "Cmcd-Request", "mtp": "Cmcd-Request", "nor": "Cmcd-Request", "nrr": "Cmcd-Request", "su": "Cmcd-Request",
+		"cid": "Cmcd-Session", "pr": "Cmcd-Session", "sf": "Cmcd-Session", "sid": "Cmcd-Session", "st": "Cmcd-Session", "v": "Cmcd-Session",
+		"bs": "Cmcd-Status", "rtp": "Cmcd-Status",
+	}
+	parts := map[string][]string{}
+	for _, kv := range splitPairs(c.String()) {
+		k, _, _ := strings.Cut(kv, "=")
+		parts[split[k]] = append(parts[split[k]], kv)
+	}
+	for name, kvs := range parts {
+		h[name] = []string{strings.Join(kvs, ",")}
+	}
+	return h
+}
+
+// splitPairs splits a payload produced by String at the commas between
+// pairs (not those inside quoted strings).
+func splitPairs(s string) []string {
+	var out []string
+	start, quoted := 0, false
+	for i := 0; i < len(s); i++ {
+		switch s[i] {
+		case '\\':
+			i++
+		case '"':
+			quoted = !quoted
+		case ',':
+			if !quoted {
+				out = append(out, s[start:i])
+				start = i + 1
+			}
+		}
+	}
+	if start < len(s) {
+		out = append(out, s[start:])
+	}
+	return out
+}
+
 // NextURLs returns the absolute URLs of the objects c names as the next
 // the player will request (nor), resolved against the URL of r, the request
 // that carried c. Only http and https URLs on r's own host are returned,

@@ -332,3 +332,78 @@ func FuzzStripCMCD(f *testing.F) {
 		}
 	})
 }
+
+// The Tester's players send CMCD as hls.js does: a session id each, the
+// object type, and the next object they will request, which is indeed
+// the next one they request. Behind a CMCDFilter the origin sees none.
+func TestTesterSendsCMCD(t *testing.T) {
+	for _, mode := range []hls.CMCDMode{hls.CMCDQuery, hls.CMCDHeaders} {
+		t.Run(map[hls.CMCDMode]string{hls.CMCDQuery: "query", hls.CMCDHeaders: "headers"}[mode], func(t *testing.T) {
+			origin := &cmcdOrigin{next: &hlstest.Origin{Segments: 4, FMP4: true}}
+			type seen struct {
+				path, ot string
+				next     []string
+				su       bool
+				bl       time.Duration
+			}
+			var mu sync.Mutex
+			bySession := map[string][]seen{}
+			f := &hls.CMCDFilter{Next: origin, OnCMCD: func(r *http.Request, c hls.CMCD) {
+				var next []string
+				for _, u := range c.NextURLs(r) {
+					pu, _ := url.Parse(u)
+					next = append(next, pu.Path)
+				}
+				mu.Lock()
+				bySession[c.SessionID] = append(bySession[c.SessionID], seen{r.URL.Path, c.ObjectType, next, c.Startup, c.BufferLength})
+				mu.Unlock()
+			}}
+			srv := httptest.NewServer(f)
+			t.Cleanup(srv.Close)
+			rep, err := (&hls.Tester{Players: 2, Speed: 50, Rendition: 2, CMCD: mode}).Run(t.Context(), srv.URL+"/master.m3u8")
+			if err != nil || rep.Summary.Segments != 8 {
+				t.Fatalf("%v, %d segments", err, rep.Summary.Segments)
+			}
+			for _, r := range origin.requests() {
+				if strings.Contains(r, "CMCD") || strings.Contains(strings.ToLower(r), "cmcd-") {
+					t.Errorf("origin saw CMCD: %s", r)
+				}
+			}
+			if len(bySession) != 2 {
+				t.Fatalf("%d sessions, want 2: %v", len(bySession), bySession)
+			}
+			for sid, reqs := range bySession {
+				if sid == "" {
+					t.Fatal("request without a session id")
+				}
+				var media []seen
+				for _, r := range reqs {
+					switch {
+					case strings.HasSuffix(r.path, ".m3u8"):
+						if r.ot != "m" {
+							t.Errorf("%s: ot=%s", r.path, r.ot)
+						}
+					case strings.HasSuffix(r.path, "init.mp4"):
+						if r.ot != "i" {
+							t.Errorf("%s: ot=%s", r.path, r.ot)
+						}
+					default:
+						media = append(media, r)
+					}
+				}
+				if len(media) != 4 || !media[0].su || media[1].su || media[3].bl == 0 {
+					t.Fatalf("session %s media requests %+v", sid, media)
+				}
+				for i, r := range media {
+					want := []string(nil)
+					if i+1 < len(media) {
+						want = []string{media[i+1].path}
+					}
+					if r.ot != "av" || !slices.Equal(r.next, want) {
+						t.Errorf("session %s request %s: ot=%s, nor → %v, want %v", sid, r.path, r.ot, r.next, want)
+					}
+				}
+			}
+		})
+	}
+}

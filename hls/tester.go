@@ -2,6 +2,7 @@ package hls
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
@@ -125,6 +126,14 @@ type Tester struct {
 	// played from parts (see above).
 	NoLowLatency bool
 
+	// CMCD makes the players send Common Media Client Data (CTA-5004)
+	// with every request, as hls.js does with its CMCD controller: a
+	// session id per player, the object type, bitrate and duration, the
+	// buffer length, the measured throughput, start-up urgency, and the
+	// next object the player will request (nor, relative to the request).
+	// If zero (CMCDOff), none is sent.
+	CMCD CMCDMode
+
 	// Now returns the current time, against which the program date-times
 	// of a live stream are compared. If nil, time.Now; against an origin
 	// on a scaled clock, pass that clock.
@@ -134,6 +143,16 @@ type Tester struct {
 	// discarded.
 	Logger *slog.Logger
 }
+
+// CMCDMode is how a [Tester]'s players send CMCD.
+type CMCDMode uint8
+
+// CMCD transmission modes of CTA-5004.
+const (
+	CMCDOff     CMCDMode = iota // no CMCD
+	CMCDQuery                   // a CMCD query parameter
+	CMCDHeaders                 // the CMCD-Object, -Request, -Session and -Status headers
+)
 
 // Report is the result of [Tester.Run]. Durations are in seconds.
 type Report struct {
@@ -346,6 +365,8 @@ type player struct {
 	latency      []float64
 	program      []float64
 
+	sid string // CMCD session id
+
 	rep PlayerReport
 }
 
@@ -369,6 +390,11 @@ func (p *player) run(ctx context.Context) PlayerReport {
 	p.inits = map[string]bool{}
 	p.sessionStart = time.Now()
 	p.curMSN = -1
+	if p.t.CMCD != CMCDOff {
+		var b [8]byte
+		rand.Read(b[:])
+		p.sid = fmt.Sprintf("%x-%d", b, p.id)
+	}
 	if err := p.play(ctx); err != nil {
 		p.rep.Err = err.Error()
 	}
@@ -613,9 +639,10 @@ func (p *player) reload(ctx context.Context, next position) (position, error) {
 		if p.ll && v.hint != "" && next == (position{msn, part}) {
 			hintURI = v.hint
 			hint = make(chan hintResult, 1)
+			cm := p.cmcdMedia(hintURI, v.partTarget, "")
 			go func() {
 				st := SegmentStat{Player: p.id, MSN: msn, Part: part, Hint: true}
-				_, _, err := p.try(ctx, hintURI, &st)
+				_, _, err := p.try(ctx, hintURI, &st, cm)
 				hint <- hintResult{st, err}
 			}()
 		}
@@ -731,7 +758,8 @@ func (p *player) fetchInit(ctx context.Context) error {
 		if p.inits[u] {
 			continue
 		}
-		if _, _, err := p.get(ctx, u, nil); err != nil {
+		cm := p.cmcdBase("i")
+		if _, _, err := p.get(ctx, u, nil, cm); err != nil {
 			return err
 		}
 		p.inits[u] = true
@@ -742,7 +770,7 @@ func (p *player) fetchInit(ctx context.Context) error {
 // fetchPlaylist fetches and parses a playlist; it returns the body and
 // the URL it came from (after redirects) too.
 func (p *player) fetchPlaylist(ctx context.Context, u string) (*Playlist, []byte, *url.URL, error) {
-	body, final, err := p.get(ctx, u, nil)
+	body, final, err := p.get(ctx, u, nil, p.cmcdBase("m"))
 	if err != nil {
 		return nil, nil, nil, err
 	}
@@ -756,7 +784,7 @@ func (p *player) fetchPlaylist(ctx context.Context, u string) (*Playlist, []byte
 // fetchMedia fetches obj, the segment or part at pos, and buffers it.
 func (p *player) fetchMedia(ctx context.Context, pos position, obj mediaObject) error {
 	st := SegmentStat{Player: p.id, MSN: pos.msn, Part: obj.part}
-	if _, _, err := p.get(ctx, obj.uri, &st); err != nil {
+	if _, _, err := p.get(ctx, obj.uri, &st, p.cmcdMedia(obj.uri, obj.dur, p.nextURI(p.after(pos, obj)))); err != nil {
 		return err
 	}
 	if st.Download > 0 && !(p.ll && obj.part >= 0 && p.started) {
@@ -831,13 +859,13 @@ func (p *player) sampleLatency(now time.Time) {
 
 // get fetches u, retrying failures, and returns the body (nil when st is
 // set: segment bodies are counted, not kept) and the final URL.
-func (p *player) get(ctx context.Context, u string, st *SegmentStat) ([]byte, *url.URL, error) {
+func (p *player) get(ctx context.Context, u string, st *SegmentStat, cm *CMCD) ([]byte, *url.URL, error) {
 	var lastErr error
 	for attempt := 0; attempt <= orDefault(p.t.Retries, 3); attempt++ {
 		if attempt > 0 && !sleepCtx(ctx, min(time.Duration(attempt)*250*time.Millisecond, 2*time.Second)) {
 			return nil, nil, ctx.Err()
 		}
-		body, final, err := p.try(ctx, u, st)
+		body, final, err := p.try(ctx, u, st, cm)
 		if err == nil {
 			return body, final, nil
 		}
@@ -850,10 +878,23 @@ func (p *player) get(ctx context.Context, u string, st *SegmentStat) ([]byte, *u
 	return nil, nil, lastErr
 }
 
-func (p *player) try(ctx context.Context, u string, st *SegmentStat) ([]byte, *url.URL, error) {
+func (p *player) try(ctx context.Context, u string, st *SegmentStat, cm *CMCD) ([]byte, *url.URL, error) {
 	req, err := newRequest(ctx, u, p.base, p.t.Host, p.t.Header)
 	if err != nil {
 		return nil, nil, err
+	}
+	if cm != nil {
+		switch p.t.CMCD {
+		case CMCDQuery:
+			if req.URL.RawQuery != "" {
+				req.URL.RawQuery += "&"
+			}
+			req.URL.RawQuery += cm.Query()
+		case CMCDHeaders:
+			for k, v := range cm.headers() {
+				req.Header[k] = v
+			}
+		}
 	}
 	start := time.Now()
 	resp, err := p.client.Do(req)
@@ -1100,4 +1141,80 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 	case <-ctx.Done():
 		return false
 	}
+}
+
+// cmcdBase returns the CMCD every request of p carries, with object type
+// ot, or nil when the Tester sends none.
+func (p *player) cmcdBase(ot string) *CMCD {
+	if p.t.CMCD == CMCDOff {
+		return nil
+	}
+	c := &CMCD{SessionID: p.sid, StreamingFormat: "h", ObjectType: ot, Startup: !p.started}
+	if p.view != nil {
+		c.StreamType = "v"
+		if p.view.live {
+			c.StreamType = "l"
+		}
+	}
+	return c
+}
+
+// cmcdMedia returns the CMCD of a request for a media object of dur
+// seconds at uri, announcing next (the next object's URI, or "").
+func (p *player) cmcdMedia(uri string, dur float64, next string) *CMCD {
+	c := p.cmcdBase("av")
+	if c == nil {
+		return nil
+	}
+	c.Duration = roundMillis(dur, 1)
+	c.BufferLength = roundMillis(max(p.buf-p.pos, 0), 100)
+	c.MeasuredThroughput = int(p.estimate/100_000) * 100 // kbit/s, to 100
+	if p.variants != nil {
+		c.Bitrate = p.variants[p.cur].Bandwidth / 1000
+		c.TopBitrate = p.variants[len(p.variants)-1].Bandwidth / 1000
+	}
+	if next != "" {
+		c.Next = []string{relativeRef(uri, next)}
+	}
+	return c
+}
+
+// nextURI is the URI of the object at pos, if the playlist lists it (or,
+// in low-latency mode, hints it).
+func (p *player) nextURI(pos position) string {
+	pos = p.normalize(pos)
+	if o, ok := p.object(pos); ok {
+		return o.uri
+	}
+	if d := (position{}); p.ll && p.view.hint != "" {
+		d.msn, d.part = p.view.directive(true)
+		if d == pos {
+			return p.view.hint
+		}
+	}
+	return ""
+}
+
+func roundMillis(sec float64, step int64) time.Duration {
+	ms := int64(sec*1000+float64(step)/2) / step * step
+	return time.Duration(ms) * time.Millisecond
+}
+
+// relativeRef returns target relative to base (both absolute URLs), URL
+// encoded as CTA-5004 asks of nor (like encodeURIComponent).
+func relativeRef(base, target string) string {
+	b, err1 := url.Parse(base)
+	t, err2 := url.Parse(target)
+	if err1 != nil || err2 != nil || b.Scheme != t.Scheme || b.Host != t.Host {
+		return strings.ReplaceAll(url.QueryEscape(target), "+", "%20")
+	}
+	ref := t.EscapedPath()
+	dir := b.EscapedPath()[:strings.LastIndex(b.EscapedPath(), "/")+1]
+	if rest, ok := strings.CutPrefix(ref, dir); ok {
+		ref = rest
+	}
+	if t.RawQuery != "" {
+		ref += "?" + t.RawQuery
+	}
+	return strings.ReplaceAll(url.QueryEscape(ref), "+", "%20")
 }
