@@ -23,8 +23,9 @@
 // request) to a hook, e.g. to prefetch that object.
 //
 // [Tester] simulates players (startup, stalls, per-segment delivery time ÷
-// duration, ABR, cache dispositions) and writes text, JSON and HTML/SVG
-// reports; [Warmer] fetches a presentation through a tier ahead of
+// duration, ABR, cache dispositions; LL-HLS parts, preload hints and
+// blocking reloads, live latency; optionally CMCD) and writes text, JSON
+// and HTML/SVG reports; [Warmer] fetches a presentation through a tier ahead of
 // viewers. The programs examples/streamtest and examples/warm wrap them.
 //
 // # Usage
