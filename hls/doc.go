@@ -17,9 +17,15 @@
 // renditions clients are watching, through the cache's collapsing fill
 // path ([cache.Cache.Prefetch]).
 //
+// [StripCMCD] and the [CMCDFilter] middleware remove Common Media Client
+// Data (CTA-5004) from requests where they enter a tier and hand the
+// parsed [CMCD] (buffer length, throughput, the next object a player will
+// request) to a hook, e.g. to prefetch that object.
+//
 // [Tester] simulates players (startup, stalls, per-segment delivery time ÷
-// duration, ABR, cache dispositions) and writes text, JSON and HTML/SVG
-// reports; [Warmer] fetches a presentation through a tier ahead of
+// duration, ABR, cache dispositions; LL-HLS parts, preload hints and
+// blocking reloads, live latency; optionally CMCD) and writes text, JSON
+// and HTML/SVG reports; [Warmer] fetches a presentation through a tier ahead of
 // viewers. The programs examples/streamtest and examples/warm wrap them.
 //
 // # Usage
@@ -54,7 +60,10 @@
 // that differ only in them share one response: only drop parameters that
 // do not select content. Playlist parsing is bounded by
 // [Policy.MaxPlaylistBytes] and fuzzed; the remembered URIs and playlists
-// are bounded in number and length. Prefetch requests carry none of the
+// are bounded in number and length. CMCD identifies viewing sessions:
+// [CMCDFilter] strips it unless the operator sets Forward, [Policy.Key]
+// never puts it in a cache key, and the next-object URLs a client announces
+// are restricted to the request's own host. Prefetch requests carry none of the
 // client's headers. The Tester and Warmer log and report URL paths only,
 // never query strings.
 package hls

@@ -143,3 +143,18 @@ func ExampleTester_tor() {
 		rep.WriteText(os.Stdout)
 	}
 }
+
+// Where requests enter a tier, CMCD is removed before anything else sees
+// it; what the player announced as its next request (nor) is resolved
+// against the request and restricted to the same host, ready to prefetch.
+// In a tier, hls.CMCDFilter does this for every request.
+func ExampleStripCMCD() {
+	payload := hls.CMCD{BufferLength: 12 * time.Second, Next: []string{"seg5.ts"}, SessionID: "6e2fb550"}
+	r := httptest.NewRequest(http.MethodGet, "http://edge.example/v/480p/seg4.ts?token=abc&"+payload.Query(), nil)
+	c, ok := hls.StripCMCD(r)
+	fmt.Println(ok, r.URL)
+	fmt.Println(c.BufferLength, c.SessionID, c.NextURLs(r))
+	// Output:
+	// true http://edge.example/v/480p/seg4.ts?token=abc
+	// 12s 6e2fb550 [http://edge.example/v/480p/seg5.ts]
+}

@@ -41,7 +41,8 @@ type Playlist struct {
 	// EXT-X-PLAYLIST-TYPE:VOD: it may still change.
 	Live bool
 	// MediaSequence is EXT-X-MEDIA-SEQUENCE, the media sequence number (MSN)
-	// of Segments[0].
+	// of the first segment: Segments[0], unless the playlist is a delta
+	// update whose EXT-X-SKIP replaced the first segments.
 	MediaSequence int
 	// Segments are the complete segments, in order.
 	Segments []Segment
@@ -141,6 +142,10 @@ func fromMedia(base *url.URL, m *playlist.Media) *Playlist {
 			p.Init = append(p.Init, u)
 		}
 	}
+	skipped := 0 // a delta update (EXT-X-SKIP) lists its segments after the skipped ones
+	if m.Skip != nil {
+		skipped = max(m.Skip.SkippedSegments, 0)
+	}
 	var lastKey string
 	addParts := func(parts []*playlist.MediaPart) {
 		for _, pt := range parts {
@@ -161,7 +166,7 @@ func fromMedia(base *url.URL, m *playlist.Media) *Playlist {
 		if !ok {
 			continue
 		}
-		msn := p.MediaSequence + i
+		msn := p.MediaSequence + skipped + i
 		if msn < p.MediaSequence { // overflow
 			break
 		}

@@ -220,7 +220,9 @@ func orDefault[T int | int64 | time.Duration](v, def T) T {
 // normalised. The LL-HLS directives _HLS_msn, _HLS_part and _HLS_skip come
 // first in that order; the other parameters kept (see KeepQuery and
 // DropQuery) follow, sorted by name, repeated names keeping their order.
-// A query that does not parse is kept verbatim.
+// The CMCD parameter (CTA-5004 client data, see [StripCMCD]) is always
+// left out unless KeepQuery names it. A query that does not parse is kept
+// verbatim.
 func (p *Policy) Key(r *http.Request) string {
 	if r.URL.RawQuery == "" {
 		return cache.DefaultKey(r)
@@ -264,6 +266,9 @@ func addParam(b *strings.Builder, name, v string) {
 }
 
 func (p *Policy) keepParam(name string) bool {
+	if strings.EqualFold(name, "CMCD") && !slices.Contains(p.KeepQuery, name) {
+		return false // per-session client data (CTA-5004): never splits keys
+	}
 	if len(p.KeepQuery) > 0 {
 		return slices.Contains(p.KeepQuery, name)
 	}

@@ -283,6 +283,8 @@ func TestKey(t *testing.T) {
 		{"drop_all_keeps_hls", &Policy{DropQuery: []string{"*"}}, "http://o.test/a.m3u8?sid=abc&_HLS_msn=3", "/a.m3u8?_HLS_msn=3"},
 		{"keep_only_listed", &Policy{KeepQuery: []string{"v"}}, "http://o.test/a.m3u8?v=2&sid=abc&_HLS_part=0&_HLS_msn=3", "/a.m3u8?_HLS_msn=3&_HLS_part=0&v=2"},
 		{"escaped_values_stable", &Policy{}, "http://o.test/a.ts?b=x%20y&a=%2F", "/a.ts?a=%2F&b=x+y"},
+		{"cmcd_never_in_key", &Policy{}, "http://o.test/s.ts?q=1&CMCD=bl%3D2000%2Csid%3D%22x%22&cmcd=su", "/s.ts?q=1"},
+		{"cmcd_kept_when_listed", &Policy{KeepQuery: []string{"CMCD"}}, "http://o.test/s.ts?CMCD=su", "/s.ts?CMCD=su"},
 		{"unparsable_query_verbatim", &Policy{}, "http://o.test/a.ts?a=%zz", "/a.ts?a=%zz"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {

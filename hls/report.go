@@ -32,9 +32,24 @@ func (r *Report) WriteText(w io.Writer) error {
 	if len(s.Dispositions) > 0 {
 		fmt.Fprintf(&b, "dispositions   %s\n", formatCounts(s.Dispositions))
 	}
+	if l := s.Latency; l != nil {
+		fmt.Fprintf(&b, "latency        p50 %.2fs  p95 %.2fs  max %.2fs  (target %.2fs; behind the live edge)\n", l.P50, l.P95, l.Max, s.TargetLatency)
+	}
+	if l := s.ProgramLatency; l != nil {
+		fmt.Fprintf(&b, "program time   p50 %.2fs  p95 %.2fs  max %.2fs  (behind EXT-X-PROGRAM-DATE-TIME)\n", l.P50, l.P95, l.Max)
+	}
+	if s.Parts > 0 || s.BlockingReloads > 0 {
+		fmt.Fprintf(&b, "ll-hls         parts %d (preload hints %d), blocking reloads %d\n", s.Parts, s.Hints, s.BlockingReloads)
+	}
 	for _, p := range r.Players {
 		fmt.Fprintf(&b, "player %d: startup %.2fs, played %.1fs, stalls %d (%.2fs), ratio p95 %.3f, %.0f kbit/s, switches %d, errors %d",
 			p.Player, p.Startup, p.Played, p.Stalls, p.StallTotal, p.Ratio.P95, p.Throughput/1000, p.Switches, p.Errors)
+		if p.Latency != nil {
+			fmt.Fprintf(&b, ", latency p50 %.2fs (target %.2fs)", p.Latency.P50, p.TargetLatency)
+		}
+		if p.LowLatency {
+			fmt.Fprintf(&b, ", parts %d (hints %d, failed %d), blocking reloads %d, delta updates %d", p.Parts, p.Hints, p.HintErrors, p.BlockingReloads, p.DeltaUpdates)
+		}
 		if p.Err != "" {
 			fmt.Fprintf(&b, ", ended: %s", p.Err)
 		}
@@ -115,11 +130,62 @@ func (r *Report) WriteHTML(w io.Writer) error {
 		}
 		fmt.Fprintf(&b, `<span style="color:%s">&#9679;</span> %s &nbsp; `, colorOf(d), html.EscapeString(name))
 	}
-	b.WriteString("</p>\n<pre>")
+	b.WriteString("</p>\n")
+	r.latencyPlot(&b)
+	b.WriteString("<pre>")
 	var text strings.Builder
 	r.WriteText(&text)
 	b.WriteString(html.EscapeString(text.String()))
 	b.WriteString("</pre>\n</body></html>\n")
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// latencyPlot adds the live players' latency over the test's time line,
+// with the target latency as a dashed line, when there are samples.
+func (r *Report) latencyPlot(b *strings.Builder) {
+	const W, H, L, T, R, B = 960.0, 260.0, 60.0, 20.0, 20.0, 40.0
+	maxX, maxY, n := 1.0, r.Summary.TargetLatency, 0
+	for _, p := range r.Players {
+		for _, s := range p.LatencySamples {
+			maxX, maxY = max(maxX, s.Time), max(maxY, s.Latency, s.Program)
+			n++
+		}
+	}
+	if n == 0 {
+		return
+	}
+	maxY = max(maxY*1.1, 0.1)
+	x := func(v float64) float64 { return L + v/maxX*(W-L-R) }
+	y := func(v float64) float64 { return H - B - max(v, 0)/maxY*(H-T-B) }
+	fmt.Fprintf(b, "<p>Latency of each live player behind the live edge (solid) and behind its program date-time (dotted), by time since start; dashed: the target (%.2fs).</p>\n", r.Summary.TargetLatency)
+	fmt.Fprintf(b, `<svg xmlns="http://www.w3.org/2000/svg" width="%.0f" height="%.0f" viewBox="0 0 %.0f %.0f">`+"\n", W, H, W, H)
+	fmt.Fprintf(b, `<rect x="%.0f" y="%.0f" width="%.0f" height="%.0f" fill="none" stroke="#444"/>`+"\n", L, T, W-L-R, H-T-B)
+	for i := 0; i <= 4; i++ {
+		v, t := maxY*float64(i)/4, maxX*float64(i)/4
+		fmt.Fprintf(b, `<text x="%.0f" y="%.1f" font-size="11" text-anchor="end">%.2fs</text><line x1="%.0f" x2="%.0f" y1="%.1f" y2="%.1f" stroke="#ddd"/>`+"\n", L-4, y(v)+4, v, L, W-R, y(v), y(v))
+		fmt.Fprintf(b, `<text x="%.1f" y="%.0f" font-size="11" text-anchor="middle">%.1fs</text>`+"\n", x(t), H-B+16, t)
+	}
+	if tl := r.Summary.TargetLatency; tl > 0 {
+		fmt.Fprintf(b, `<line x1="%.0f" x2="%.0f" y1="%.1f" y2="%.1f" stroke="#d62728" stroke-dasharray="6 4"/>`+"\n", L, W-R, y(tl), y(tl))
+	}
+	palette := []string{"#1f77b4", "#2a9d2a", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2"}
+	for i, p := range r.Players {
+		if len(p.LatencySamples) == 0 {
+			continue
+		}
+		var edge, prog strings.Builder
+		for _, s := range p.LatencySamples {
+			fmt.Fprintf(&edge, "%.1f,%.1f ", x(s.Time), y(s.Latency))
+			if s.Program != 0 {
+				fmt.Fprintf(&prog, "%.1f,%.1f ", x(s.Time), y(s.Program))
+			}
+		}
+		c := palette[i%len(palette)]
+		fmt.Fprintf(b, `<polyline fill="none" stroke="%s" points="%s"><title>player %d</title></polyline>`+"\n", c, edge.String(), p.Player)
+		if prog.Len() > 0 {
+			fmt.Fprintf(b, `<polyline fill="none" stroke="%s" stroke-dasharray="2 3" points="%s"/>`+"\n", c, prog.String())
+		}
+	}
+	b.WriteString("</svg>\n")
 }

@@ -2,6 +2,7 @@ package hls
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
@@ -10,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -27,6 +29,36 @@ const (
 // first segment (or StartupBuffer), keeps at most BufferAhead of media
 // buffered, reloads live playlists when it runs out of listed segments and
 // stalls when playback reaches the end of its buffer.
+//
+// A live stream starts three segments from the end (HOLD-BACK, three
+// target durations, as the HLS specification recommends). A live LL-HLS
+// stream (EXT-X-PART-INF with parts listed) is played in low-latency mode,
+// as hls.js (lowLatencyMode, its default) and Safari play it, unless
+// NoLowLatency is set:
+//
+//   - the player starts PART-HOLD-BACK (or three part targets) behind the
+//     end of the last part listed, at the latest part marked INDEPENDENT
+//     at or before that point (any part when none is marked); segments
+//     whose parts are no longer listed are fetched whole;
+//   - it then fetches parts, in order, and fetches a segment whole only
+//     when its parts are not listed;
+//   - when the next part is not listed yet it sends a blocking playlist
+//     reload for it (_HLS_msn=M&_HLS_part=P: the part after the last one
+//     listed, or part 0 of the next segment, as hls.js computes them),
+//     with _HLS_skip=YES when the server advertises CAN-SKIP-UNTIL and its
+//     last playlist is younger than half the skip boundary (the delta
+//     update is merged with the segments it skipped), and at the same
+//     time requests the EXT-X-PRELOAD-HINT part, which the server holds
+//     until it exists.
+//
+// Any live playlist with CAN-BLOCK-RELOAD=YES is reloaded with blocking
+// requests (_HLS_msn only, outside low-latency mode) instead of every half
+// target duration. For live streams the report gives the latency: how far
+// the playhead is behind the live edge (the end of the last playlist plus
+// the time since it arrived, as hls.js computes its latency), and behind
+// the wall clock according to EXT-X-PROGRAM-DATE-TIME, against the target
+// (PART-HOLD-BACK in low-latency mode, else HOLD-BACK or three target
+// durations).
 //
 // Time can be scaled with Speed for tests: media then plays Speed times
 // faster than real time. Network figures (TTFB, download time, throughput)
@@ -88,10 +120,39 @@ type Tester struct {
 	// giving up its session. If zero, 3.
 	Retries int
 
+	// NoLowLatency plays LL-HLS streams as a player without low-latency
+	// mode does: whole segments, three target durations from the end,
+	// blocking reloads without _HLS_part. If false, LL-HLS streams are
+	// played from parts (see above).
+	NoLowLatency bool
+
+	// CMCD makes the players send Common Media Client Data (CTA-5004)
+	// with every request, as hls.js does with its CMCD controller: a
+	// session id per player, the object type, bitrate and duration, the
+	// buffer length, the measured throughput, start-up urgency, and the
+	// next object the player will request (nor, relative to the request).
+	// If zero (CMCDOff), none is sent.
+	CMCD CMCDMode
+
+	// Now returns the current time, against which the program date-times
+	// of a live stream are compared. If nil, time.Now; against an origin
+	// on a scaled clock, pass that clock.
+	Now func() time.Time
+
 	// Logger receives per-player progress at Debug level. If nil, logs are
 	// discarded.
 	Logger *slog.Logger
 }
+
+// CMCDMode is how a [Tester]'s players send CMCD.
+type CMCDMode uint8
+
+// CMCD transmission modes of CTA-5004.
+const (
+	CMCDOff     CMCDMode = iota // no CMCD
+	CMCDQuery                   // a CMCD query parameter
+	CMCDHeaders                 // the CMCD-Object, -Request, -Session and -Status headers
+)
 
 // Report is the result of [Tester.Run]. Durations are in seconds.
 type Report struct {
@@ -124,17 +185,40 @@ type PlayerReport struct {
 	Switches     int            `json:"switches"`        // rendition changes
 	Errors       int            `json:"errors"`          // failed requests (transport errors and non-2xx)
 	Dispositions map[string]int `json:"dispositions,omitempty"`
-	Segments     []SegmentStat  `json:"segments"`
-	Err          string         `json:"error,omitempty"` // why the session ended early
+
+	// Live streams only (see [Tester]); latencies in media seconds.
+	LowLatency      bool            `json:"low_latency,omitempty"`       // played parts (LL-HLS)
+	TargetLatency   float64         `json:"target_latency_s,omitempty"`  // PART-HOLD-BACK, HOLD-BACK or 3 target durations
+	Latency         *Dist           `json:"latency_s,omitempty"`         // behind the live edge, sampled at every playlist and media object
+	ProgramLatency  *Dist           `json:"program_latency_s,omitempty"` // Now − program date-time of the playhead
+	Reloads         int             `json:"reloads,omitempty"`           // media playlist reloads (after the first load)
+	BlockingReloads int             `json:"blocking_reloads,omitempty"`  // of which with _HLS_msn
+	DeltaUpdates    int             `json:"delta_updates,omitempty"`     // reloads answered with EXT-X-SKIP
+	Parts           int             `json:"parts,omitempty"`             // LL-HLS parts fetched, hints included
+	Hints           int             `json:"hints,omitempty"`             // parts fetched from EXT-X-PRELOAD-HINT
+	HintErrors      int             `json:"hint_errors,omitempty"`       // hinted parts that failed (then fetched once listed)
+	LatencySamples  []LatencySample `json:"latency_samples,omitempty"`
+
+	Segments []SegmentStat `json:"segments"`
+	Err      string        `json:"error,omitempty"` // why the session ended early
 }
 
-// SegmentStat is one segment download.
+// LatencySample is one latency measurement of a live player.
+type LatencySample struct {
+	Time    float64 `json:"t_s"`                 // since the test started (wall)
+	Latency float64 `json:"latency_s"`           // behind the live edge (media)
+	Program float64 `json:"program_s,omitempty"` // behind the program date-time, if known
+}
+
+// SegmentStat is one segment (or LL-HLS part) download.
 type SegmentStat struct {
 	Player      int     `json:"player"`
 	MSN         int     `json:"msn"`
-	Rendition   int     `json:"rendition"` // 1 = lowest bandwidth; 0 for a media playlist URL
-	Path        string  `json:"path"`      // URL path, without the query
-	Start       float64 `json:"start_s"`   // request time since the test started (wall)
+	Part        int     `json:"part"`           // index of the LL-HLS part in segment MSN; -1 for a whole segment
+	Hint        bool    `json:"hint,omitempty"` // a preload-hinted part: requested before it existed, so its TTFB includes the wait; left out of the TTFB, download and ratio distributions
+	Rendition   int     `json:"rendition"`      // 1 = lowest bandwidth; 0 for a media playlist URL
+	Path        string  `json:"path"`           // URL path, without the query
+	Start       float64 `json:"start_s"`        // request time since the test started (wall)
 	Duration    float64 `json:"duration_s"`
 	TTFB        float64 `json:"ttfb_s"`
 	Download    float64 `json:"download_s"`
@@ -162,6 +246,14 @@ type Summary struct {
 	Errors       int            `json:"errors"`
 	Failed       int            `json:"failed_sessions"`
 	Dispositions map[string]int `json:"dispositions,omitempty"`
+
+	// Live streams only: over all players' samples.
+	TargetLatency   float64 `json:"target_latency_s,omitempty"`
+	Latency         *Dist   `json:"latency_s,omitempty"`
+	ProgramLatency  *Dist   `json:"program_latency_s,omitempty"`
+	BlockingReloads int     `json:"blocking_reloads,omitempty"`
+	Parts           int     `json:"parts,omitempty"`
+	Hints           int     `json:"hints,omitempty"`
 }
 
 // Run plays the stream at rawURL (a master or media playlist) with
@@ -218,6 +310,13 @@ func (t *Tester) client(player int) *http.Client {
 	return http.DefaultClient
 }
 
+func (t *Tester) now() time.Time {
+	if t.Now != nil {
+		return t.Now()
+	}
+	return time.Now()
+}
+
 func (t *Tester) logger() *slog.Logger {
 	if t.Logger != nil {
 		return t.Logger
@@ -236,10 +335,23 @@ type player struct {
 
 	variants []Variant // sorted by bandwidth; nil for a media playlist URL
 	cur      int       // index into variants
-	pl       *Playlist
 	plURL    string
 	inits    map[string]bool
 	estimate float64 // throughput estimate, bits/s (EWMA)
+
+	// The media playlist and the stream's timeline.
+	view   *mediaView
+	viewAt time.Time // when view arrived
+	tl     timeline
+	ll     bool // playing parts (LL-HLS low-latency mode)
+
+	// Media positions (seconds on tl): where the buffer starts, and how
+	// much of segment curMSN was buffered as parts.
+	headSet       bool
+	headStart     float64
+	curMSN        int
+	curDone       float64
+	lastDirective [2]int
 
 	// Playback model, in media seconds.
 	sessionStart time.Time
@@ -250,14 +362,39 @@ type player struct {
 	stallStart   time.Time
 	stalls       []float64
 	startup      float64
+	latency      []float64
+	program      []float64
+
+	sid string // CMCD session id
 
 	rep PlayerReport
 }
+
+// position is where a player is in the stream: a segment, and the part
+// within it in low-latency mode (-1 for a whole segment).
+type position struct{ msn, part int }
+
+// mediaObject is a segment or part to fetch.
+type mediaObject struct {
+	uri  string
+	dur  float64 // seconds of media it adds to the buffer
+	at   float64 // its start on the timeline
+	part int     // -1 for a whole segment
+}
+
+// maxLatencySamples bounds the samples a player keeps for the report.
+const maxLatencySamples = 10_000
 
 func (p *player) run(ctx context.Context) PlayerReport {
 	p.rep = PlayerReport{Player: p.id, Dispositions: map[string]int{}}
 	p.inits = map[string]bool{}
 	p.sessionStart = time.Now()
+	p.curMSN = -1
+	if p.t.CMCD != CMCDOff {
+		var b [8]byte
+		rand.Read(b[:])
+		p.sid = fmt.Sprintf("%x-%d", b, p.id)
+	}
 	if err := p.play(ctx); err != nil {
 		p.rep.Err = err.Error()
 	}
@@ -266,10 +403,11 @@ func (p *player) run(ctx context.Context) PlayerReport {
 }
 
 func (p *player) play(ctx context.Context) error {
-	pl, err := p.fetchPlaylist(ctx, p.base.String())
+	pl, body, final, err := p.fetchPlaylist(ctx, p.base.String())
 	if err != nil {
 		return err
 	}
+	p.plURL = p.base.String()
 	if pl.Master {
 		if len(pl.Variants) == 0 {
 			return errors.New("master playlist without variants")
@@ -279,28 +417,26 @@ func (p *player) play(ctx context.Context) error {
 		if r := p.t.Rendition; r > 0 {
 			p.cur = min(r, len(p.variants)) - 1
 		}
-		if pl, err = p.fetchPlaylist(ctx, p.variants[p.cur].URI); err != nil {
+		p.plURL = p.variants[p.cur].URI
+		if pl, body, final, err = p.fetchPlaylist(ctx, p.plURL); err != nil {
 			return err
 		}
 		if pl.Master {
 			return errors.New("variant is a master playlist")
 		}
-		p.plURL = p.variants[p.cur].URI
-	} else {
-		p.plURL = p.base.String()
 	}
-	p.pl = pl
-	if len(pl.Segments) == 0 {
+	p.setView(final, body, pl)
+	if len(p.view.segs) == 0 {
 		return errors.New("media playlist without segments")
 	}
+	v := p.view
+	p.ll = !p.t.NoLowLatency && v.live && v.partTarget > 0 && v.hasParts()
+	p.rep.LowLatency = p.ll
 	limit := p.t.Duration.Seconds()
-	if limit <= 0 && pl.Live {
+	if limit <= 0 && v.live {
 		limit = DefaultLiveDuration.Seconds()
 	}
-	next := pl.Segments[0].MSN
-	if pl.Live {
-		next = pl.Segments[max(0, len(pl.Segments)-3)].MSN // three segments from the end
-	}
+	next := p.startPosition()
 	ahead := orDefault(p.t.BufferAhead, DefaultBufferAhead).Seconds()
 	for {
 		if limit > 0 && p.buf >= limit {
@@ -314,52 +450,273 @@ func (p *player) play(ctx context.Context) error {
 			}
 			continue
 		}
-		if err := p.adapt(ctx); err != nil {
-			return err
-		}
-		seg, ok := p.segment(next)
-		if !ok {
-			first := p.pl.Segments[0].MSN
-			switch {
-			case next < first:
-				next = first // fell out of the live window: skip ahead
-				continue
-			case !p.pl.Live:
-				return nil // end of the stream
-			}
-			td := p.pl.TargetDuration.Seconds()
-			if td <= 0 {
-				td = 2
-			}
-			if !sleepCtx(ctx, p.wall(td/2)) {
-				return ctx.Err()
-			}
-			pl, err := p.fetchPlaylist(ctx, p.plURL)
-			if err != nil {
+		next = p.normalize(next)
+		if next.part <= 0 {
+			if err := p.adapt(ctx); err != nil {
 				return err
 			}
-			if !pl.Master && len(pl.Segments) > 0 {
-				p.pl = pl
+			next = p.normalize(next)
+		}
+		if obj, ok := p.object(next); ok {
+			if err := p.fetchInit(ctx); err != nil {
+				return err
 			}
+			if err := p.fetchMedia(ctx, next, obj); err != nil {
+				return err
+			}
+			next = p.after(next, obj)
 			continue
 		}
-		if err := p.fetchInit(ctx); err != nil {
+		switch {
+		case next.msn < p.view.firstMSN():
+			next = position{p.view.firstMSN(), p.startPart()} // fell out of the live window: skip ahead
+			continue
+		case !p.view.live:
+			return nil // end of the stream
+		}
+		var err error
+		if next, err = p.reload(ctx, next); err != nil {
 			return err
 		}
-		if err := p.fetchSegment(ctx, seg); err != nil {
-			return err
-		}
-		next++
 	}
 }
 
-func (p *player) segment(msn int) (Segment, bool) {
-	for _, s := range p.pl.Segments {
-		if s.MSN == msn {
-			return s, true
+// startPart is the part index a segment is started at.
+func (p *player) startPart() int {
+	if p.ll {
+		return 0
+	}
+	return -1
+}
+
+// startPosition applies the start rules of the Tester doc.
+func (p *player) startPosition() position {
+	v := p.view
+	switch {
+	case !v.live:
+		return position{v.firstMSN(), p.startPart()}
+	case !p.ll:
+		p.rep.TargetLatency = v.holdBack
+		if v.holdBack <= 0 {
+			p.rep.TargetLatency = 3 * max(v.td, 1)
+		}
+		return position{v.segs[max(0, len(v.segs)-3)].msn, -1}
+	}
+	target := v.partHoldBack
+	if target <= 0 {
+		target = 3 * v.partTarget
+	}
+	p.rep.TargetLatency = target
+	edge, _ := v.edge(&p.tl)
+	want := edge - target
+	// The latest independent part starting at or before want.
+	marked := false
+	for _, s := range v.segs {
+		for _, pt := range s.parts {
+			marked = marked || pt.independent
 		}
 	}
-	return Segment{}, false
+	for _, pt := range v.trailing {
+		marked = marked || pt.independent
+	}
+	best, found := position{}, false
+	consider := func(msn int, ps []viewPart) {
+		at, ok := p.tl.start(msn)
+		if !ok {
+			return
+		}
+		for i, pt := range ps {
+			if at > want+1e-9 {
+				return
+			}
+			if pt.independent || !marked {
+				best, found = position{msn, i}, true
+			}
+			at += pt.dur
+		}
+	}
+	for _, s := range v.segs {
+		consider(s.msn, s.parts)
+	}
+	consider(v.lastMSN()+1, v.trailing)
+	if found {
+		return best
+	}
+	// Before the parts listed: the segment containing want, whole.
+	start := v.segs[0].msn
+	for _, s := range v.segs {
+		if at, ok := p.tl.start(s.msn); ok && at <= want {
+			start = s.msn
+		}
+	}
+	return position{start, 0}
+}
+
+// normalize moves a position past the end of a complete segment's parts
+// to the next segment.
+func (p *player) normalize(pos position) position {
+	for pos.part > 0 {
+		ps, complete := p.view.parts(pos.msn)
+		if !complete || len(ps) == 0 || pos.part < len(ps) {
+			break
+		}
+		pos = position{pos.msn + 1, p.startPart()}
+	}
+	return pos
+}
+
+// object returns the media object at pos, if the playlist lists it.
+func (p *player) object(pos position) (mediaObject, bool) {
+	v := p.view
+	start, known := p.tl.start(pos.msn)
+	if p.ll && pos.part >= 0 {
+		ps, complete := v.parts(pos.msn)
+		if pos.part < len(ps) {
+			if !known {
+				if pos.msn != v.lastMSN()+1 {
+					return mediaObject{}, false
+				}
+				last, _ := v.seg(v.lastMSN())
+				start = p.tl.starts[last.msn] + last.dur
+			}
+			for _, pt := range ps[:pos.part] {
+				start += pt.dur
+			}
+			return mediaObject{uri: ps[pos.part].uri, dur: ps[pos.part].dur, at: start, part: pos.part}, true
+		}
+		if !complete || len(ps) > 0 {
+			return mediaObject{}, false
+		}
+	}
+	s, ok := v.seg(pos.msn)
+	if !ok || !known {
+		return mediaObject{}, false
+	}
+	o := mediaObject{uri: s.uri, dur: s.dur, at: start, part: -1}
+	if pos.part > 0 && p.curMSN == pos.msn {
+		// Parts of it were played and are no longer listed: the rest.
+		o.dur, o.at = max(s.dur-p.curDone, 0), start+p.curDone
+	}
+	return o, true
+}
+
+// after returns the position following obj at pos.
+func (p *player) after(pos position, obj mediaObject) position {
+	if obj.part < 0 {
+		return position{pos.msn + 1, p.startPart()}
+	}
+	return position{pos.msn, pos.part + 1}
+}
+
+// reload fetches the media playlist again: a blocking reload (and the
+// preload hint, in low-latency mode) when the server can block, else after
+// half a target duration. It returns the position to continue from (past
+// the hinted part if that was fetched).
+func (p *player) reload(ctx context.Context, next position) (position, error) {
+	v := p.view
+	u := p.plURL
+	type hintResult struct {
+		st  SegmentStat
+		err error
+	}
+	var hint chan hintResult
+	var hintURI string
+	if v.canBlock {
+		msn, part := v.directive(p.ll)
+		if d := [2]int{msn, part}; d == p.lastDirective {
+			// The last blocking reload did not advance the playlist: the
+			// server ignores the directive; do not hammer it.
+			if !sleepCtx(ctx, p.wall(p.pollInterval())) {
+				return next, ctx.Err()
+			}
+		} else {
+			p.lastDirective = d
+		}
+		age := time.Since(p.viewAt).Seconds() * p.speed
+		skip := v.canSkipUntil > 0 && !v.incomplete && age < v.canSkipUntil/2
+		u = withDirectives(u, msn, part, skip)
+		p.rep.BlockingReloads++
+		if p.ll && v.hint != "" && next == (position{msn, part}) {
+			hintURI = v.hint
+			hint = make(chan hintResult, 1)
+			cm := p.cmcdMedia(hintURI, v.partTarget, "")
+			go func() {
+				st := SegmentStat{Player: p.id, MSN: msn, Part: part, Hint: true}
+				_, _, err := p.try(ctx, hintURI, &st, cm)
+				hint <- hintResult{st, err}
+			}()
+		}
+	} else if !sleepCtx(ctx, p.wall(p.pollInterval())) {
+		return next, ctx.Err()
+	}
+	pl, body, final, err := p.fetchPlaylist(ctx, u)
+	var hr hintResult
+	if hint != nil {
+		hr = <-hint
+	}
+	if err != nil {
+		return next, err
+	}
+	p.rep.Reloads++
+	if !pl.Master {
+		p.setView(final, body, pl)
+	}
+	if hint == nil {
+		return next, nil
+	}
+	obj, listed := p.object(next)
+	if hr.err != nil || !listed || obj.uri != hintURI {
+		p.rep.HintErrors++
+		if hr.err != nil && ctx.Err() == nil {
+			p.t.logger().Debug("preload hint failed", "player", p.id, "path", hr.st.Path, "err", hr.err)
+		}
+		return next, ctx.Err()
+	}
+	p.recordMedia(hr.st, obj)
+	return p.after(next, obj), nil
+}
+
+// pollInterval is the media time between reloads of a live playlist that
+// cannot block: half a target duration (half a part target in
+// low-latency mode).
+func (p *player) pollInterval() float64 {
+	if p.ll && p.view.partTarget > 0 {
+		return p.view.partTarget / 2
+	}
+	if td := p.view.td; td > 0 {
+		return td / 2
+	}
+	return 1
+}
+
+// withDirectives adds the LL-HLS delivery directives to a playlist URL,
+// after its own query, in hls.js's order.
+func withDirectives(u string, msn, part int, skip bool) string {
+	q := "_HLS_msn=" + strconv.Itoa(msn)
+	if part >= 0 {
+		q += "&_HLS_part=" + strconv.Itoa(part)
+	}
+	if skip {
+		q += "&_HLS_skip=YES"
+	}
+	base, frag, _ := strings.Cut(u, "#")
+	_ = frag
+	if strings.Contains(base, "?") {
+		return base + "&" + q
+	}
+	return base + "?" + q
+}
+
+// setView makes body (fetched from final) the player's media playlist.
+func (p *player) setView(final *url.URL, body []byte, pl *Playlist) {
+	v := parseView(final, body, pl)
+	v.merge(p.view)
+	if v.skipped > 0 {
+		p.rep.DeltaUpdates++
+	}
+	p.view, p.viewAt = v, time.Now()
+	p.tl.learn(v)
+	p.sampleLatency(p.viewAt)
 }
 
 // adapt switches rendition when the throughput estimate says so: the
@@ -375,31 +732,34 @@ func (p *player) adapt(ctx context.Context) error {
 			want = i
 		}
 	}
-	if want > p.cur && p.buf-p.pos < p.pl.TargetDuration.Seconds() {
+	if want > p.cur && p.buf-p.pos < p.view.td {
 		return nil
 	}
 	if want == p.cur {
 		return nil
 	}
-	pl, err := p.fetchPlaylist(ctx, p.variants[want].URI)
+	pl, body, final, err := p.fetchPlaylist(ctx, p.variants[want].URI)
 	if err != nil {
 		return err
 	}
 	if pl.Master || len(pl.Segments) == 0 {
 		return nil
 	}
-	p.cur, p.pl, p.plURL = want, pl, p.variants[want].URI
+	p.cur, p.plURL = want, p.variants[want].URI
+	p.view = nil // a new rendition: no delta merge with the old one
+	p.setView(final, body, pl)
 	p.rep.Switches++
 	p.t.logger().Debug("rendition switch", "player", p.id, "rendition", want+1)
 	return nil
 }
 
 func (p *player) fetchInit(ctx context.Context) error {
-	for _, u := range p.pl.Init {
+	for _, u := range p.view.init {
 		if p.inits[u] {
 			continue
 		}
-		if _, _, err := p.get(ctx, u, nil); err != nil {
+		cm := p.cmcdBase("i")
+		if _, _, err := p.get(ctx, u, nil, cm); err != nil {
 			return err
 		}
 		p.inits[u] = true
@@ -407,28 +767,28 @@ func (p *player) fetchInit(ctx context.Context) error {
 	return nil
 }
 
-func (p *player) fetchPlaylist(ctx context.Context, u string) (*Playlist, error) {
-	body, final, err := p.get(ctx, u, nil)
+// fetchPlaylist fetches and parses a playlist; it returns the body and
+// the URL it came from (after redirects) too.
+func (p *player) fetchPlaylist(ctx context.Context, u string) (*Playlist, []byte, *url.URL, error) {
+	body, final, err := p.get(ctx, u, nil, p.cmcdBase("m"))
 	if err != nil {
-		return nil, err
+		return nil, nil, nil, err
 	}
 	pl, err := ParsePlaylist(final, body)
 	if err != nil {
-		return nil, err
+		return nil, nil, nil, err
 	}
-	return pl, nil
+	return pl, body, final, nil
 }
 
-func (p *player) fetchSegment(ctx context.Context, s Segment) error {
-	st := SegmentStat{Player: p.id, MSN: s.MSN, Duration: s.Duration.Seconds()}
-	if p.variants != nil {
-		st.Rendition = p.cur + 1
-	}
-	if _, _, err := p.get(ctx, s.URI, &st); err != nil {
+// fetchMedia fetches obj, the segment or part at pos, and buffers it.
+func (p *player) fetchMedia(ctx context.Context, pos position, obj mediaObject) error {
+	st := SegmentStat{Player: p.id, MSN: pos.msn, Part: obj.part}
+	if _, _, err := p.get(ctx, obj.uri, &st, p.cmcdMedia(obj.uri, obj.dur, p.nextURI(p.after(pos, obj)))); err != nil {
 		return err
 	}
-	now := time.Now()
-	if st.Download > 0 {
+	if st.Download > 0 && !(p.ll && obj.part >= 0 && p.started) {
+		// Parts near the live edge measure round trips, not throughput.
 		bps := float64(st.Bytes*8) / st.Download
 		if p.estimate == 0 {
 			p.estimate = bps
@@ -436,26 +796,76 @@ func (p *player) fetchSegment(ctx context.Context, s Segment) error {
 			p.estimate = 0.7*p.estimate + 0.3*bps
 		}
 	}
+	p.recordMedia(st, obj)
+	return nil
+}
+
+// recordMedia reports a fetched object and adds it to the buffer.
+func (p *player) recordMedia(st SegmentStat, obj mediaObject) {
+	now := time.Now()
+	st.Duration = obj.dur
+	if p.variants != nil {
+		st.Rendition = p.cur + 1
+	}
 	if st.Duration > 0 {
 		st.Ratio = st.Download * p.speed / st.Duration
+	}
+	if obj.part >= 0 {
+		p.rep.Parts++
+		if st.Hint {
+			p.rep.Hints++
+		}
+		if st.MSN != p.curMSN {
+			p.curMSN, p.curDone = st.MSN, 0
+		}
+		p.curDone += obj.dur
 	}
 	p.rep.Segments = append(p.rep.Segments, st)
 	if st.Disposition != "" {
 		p.rep.Dispositions[st.Disposition]++
 	}
+	// Keep the buffer on the timeline: a jump (after falling out of the
+	// live window) moves the playhead with it.
+	if !p.headSet {
+		p.headStart, p.headSet = obj.at, true
+	} else if gap := obj.at - (p.headStart + p.buf); math.Abs(gap) > 1e-6 {
+		p.headStart += gap
+	}
 	p.addBuffer(now, st.Duration)
-	return nil
+	p.sampleLatency(now)
+}
+
+// sampleLatency records the latency of a live player that is playing.
+func (p *player) sampleLatency(now time.Time) {
+	if !p.started || p.view == nil || !p.view.live || !p.headSet {
+		return
+	}
+	p.advance(now)
+	edge, ok := p.view.edge(&p.tl)
+	if !ok {
+		return
+	}
+	head := p.headStart + p.pos
+	s := LatencySample{Time: now.Sub(p.begin).Seconds(), Latency: edge + now.Sub(p.viewAt).Seconds()*p.speed - head}
+	p.latency = append(p.latency, s.Latency)
+	if !p.tl.pdtBase.IsZero() {
+		s.Program = p.t.now().Sub(p.tl.pdtBase).Seconds() - head
+		p.program = append(p.program, s.Program)
+	}
+	if len(p.rep.LatencySamples) < maxLatencySamples {
+		p.rep.LatencySamples = append(p.rep.LatencySamples, s)
+	}
 }
 
 // get fetches u, retrying failures, and returns the body (nil when st is
 // set: segment bodies are counted, not kept) and the final URL.
-func (p *player) get(ctx context.Context, u string, st *SegmentStat) ([]byte, *url.URL, error) {
+func (p *player) get(ctx context.Context, u string, st *SegmentStat, cm *CMCD) ([]byte, *url.URL, error) {
 	var lastErr error
 	for attempt := 0; attempt <= orDefault(p.t.Retries, 3); attempt++ {
 		if attempt > 0 && !sleepCtx(ctx, min(time.Duration(attempt)*250*time.Millisecond, 2*time.Second)) {
 			return nil, nil, ctx.Err()
 		}
-		body, final, err := p.try(ctx, u, st)
+		body, final, err := p.try(ctx, u, st, cm)
 		if err == nil {
 			return body, final, nil
 		}
@@ -468,10 +878,23 @@ func (p *player) get(ctx context.Context, u string, st *SegmentStat) ([]byte, *u
 	return nil, nil, lastErr
 }
 
-func (p *player) try(ctx context.Context, u string, st *SegmentStat) ([]byte, *url.URL, error) {
+func (p *player) try(ctx context.Context, u string, st *SegmentStat, cm *CMCD) ([]byte, *url.URL, error) {
 	req, err := newRequest(ctx, u, p.base, p.t.Host, p.t.Header)
 	if err != nil {
 		return nil, nil, err
+	}
+	if cm != nil {
+		switch p.t.CMCD {
+		case CMCDQuery:
+			if req.URL.RawQuery != "" {
+				req.URL.RawQuery += "&"
+			}
+			req.URL.RawQuery += cm.Query()
+		case CMCDHeaders:
+			for k, v := range cm.headers() {
+				req.Header[k] = v
+			}
+		}
 	}
 	start := time.Now()
 	resp, err := p.client.Do(req)
@@ -619,6 +1042,9 @@ func (p *player) finish(now time.Time) {
 	var bytes int64
 	var secs float64
 	for _, s := range r.Segments {
+		if s.Hint {
+			continue
+		}
 		ttfb, dl, ratio = append(ttfb, s.TTFB), append(dl, s.Download), append(ratio, s.Ratio)
 		bytes += s.Bytes
 		secs += s.Download
@@ -627,13 +1053,33 @@ func (p *player) finish(now time.Time) {
 	if secs > 0 {
 		r.Throughput = float64(bytes*8) / secs
 	}
+	r.Latency, r.ProgramLatency = distOrNil(p.latency), distOrNil(p.program)
+}
+
+// distOrNil is dist(v), or nil without values.
+func distOrNil(v []float64) *Dist {
+	if len(v) == 0 {
+		return nil
+	}
+	d := dist(v)
+	return &d
 }
 
 func summarize(ps []PlayerReport) Summary {
 	s := Summary{Players: len(ps), Dispositions: map[string]int{}}
-	var startup, ttfb, dl, ratio []float64
+	var startup, ttfb, dl, ratio, latency, program []float64
 	var played float64
 	for _, p := range ps {
+		s.TargetLatency = max(s.TargetLatency, p.TargetLatency)
+		s.BlockingReloads += p.BlockingReloads
+		s.Parts += p.Parts
+		s.Hints += p.Hints
+		for _, l := range p.LatencySamples {
+			latency = append(latency, l.Latency)
+			if l.Program != 0 {
+				program = append(program, l.Program)
+			}
+		}
 		if p.Err != "" {
 			s.Failed++
 		}
@@ -652,13 +1098,16 @@ func summarize(ps []PlayerReport) Summary {
 			s.Dispositions[k] += v
 		}
 		for _, seg := range p.Segments {
-			ttfb, dl, ratio = append(ttfb, seg.TTFB), append(dl, seg.Download), append(ratio, seg.Ratio)
+			if !seg.Hint {
+				ttfb, dl, ratio = append(ttfb, seg.TTFB), append(dl, seg.Download), append(ratio, seg.Ratio)
+			}
 		}
 	}
 	if played+s.StallTotal > 0 {
 		s.StallRatio = s.StallTotal / (played + s.StallTotal)
 	}
 	s.Startup, s.TTFB, s.Download, s.Ratio = dist(startup), dist(ttfb), dist(dl), dist(ratio)
+	s.Latency, s.ProgramLatency = distOrNil(latency), distOrNil(program)
 	return s
 }
 
@@ -692,4 +1141,80 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 	case <-ctx.Done():
 		return false
 	}
+}
+
+// cmcdBase returns the CMCD every request of p carries, with object type
+// ot, or nil when the Tester sends none.
+func (p *player) cmcdBase(ot string) *CMCD {
+	if p.t.CMCD == CMCDOff {
+		return nil
+	}
+	c := &CMCD{SessionID: p.sid, StreamingFormat: "h", ObjectType: ot, Startup: !p.started}
+	if p.view != nil {
+		c.StreamType = "v"
+		if p.view.live {
+			c.StreamType = "l"
+		}
+	}
+	return c
+}
+
+// cmcdMedia returns the CMCD of a request for a media object of dur
+// seconds at uri, announcing next (the next object's URI, or "").
+func (p *player) cmcdMedia(uri string, dur float64, next string) *CMCD {
+	c := p.cmcdBase("av")
+	if c == nil {
+		return nil
+	}
+	c.Duration = roundMillis(dur, 1)
+	c.BufferLength = roundMillis(max(p.buf-p.pos, 0), 100)
+	c.MeasuredThroughput = int(p.estimate/100_000) * 100 // kbit/s, to 100
+	if p.variants != nil {
+		c.Bitrate = p.variants[p.cur].Bandwidth / 1000
+		c.TopBitrate = p.variants[len(p.variants)-1].Bandwidth / 1000
+	}
+	if next != "" {
+		c.Next = []string{relativeRef(uri, next)}
+	}
+	return c
+}
+
+// nextURI is the URI of the object at pos, if the playlist lists it (or,
+// in low-latency mode, hints it).
+func (p *player) nextURI(pos position) string {
+	pos = p.normalize(pos)
+	if o, ok := p.object(pos); ok {
+		return o.uri
+	}
+	if d := (position{}); p.ll && p.view.hint != "" {
+		d.msn, d.part = p.view.directive(true)
+		if d == pos {
+			return p.view.hint
+		}
+	}
+	return ""
+}
+
+func roundMillis(sec float64, step int64) time.Duration {
+	ms := int64(sec*1000+float64(step)/2) / step * step
+	return time.Duration(ms) * time.Millisecond
+}
+
+// relativeRef returns target relative to base (both absolute URLs), URL
+// encoded as CTA-5004 asks of nor (like encodeURIComponent).
+func relativeRef(base, target string) string {
+	b, err1 := url.Parse(base)
+	t, err2 := url.Parse(target)
+	if err1 != nil || err2 != nil || b.Scheme != t.Scheme || b.Host != t.Host {
+		return strings.ReplaceAll(url.QueryEscape(target), "+", "%20")
+	}
+	ref := t.EscapedPath()
+	dir := b.EscapedPath()[:strings.LastIndex(b.EscapedPath(), "/")+1]
+	if rest, ok := strings.CutPrefix(ref, dir); ok {
+		ref = rest
+	}
+	if t.RawQuery != "" {
+		ref += "?" + t.RawQuery
+	}
+	return strings.ReplaceAll(url.QueryEscape(ref), "+", "%20")
 }

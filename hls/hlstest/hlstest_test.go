@@ -131,18 +131,31 @@ func TestOriginLowLatency(t *testing.T) {
 	if code, b := get(t, o, "/480p/seg5.0.ts"); code != 200 || len(b) != 62_500 {
 		t.Errorf("part: %d, %d bytes", code, len(b))
 	}
-	if code, _ := get(t, o, "/480p/seg5.1.ts"); code != 404 {
-		t.Errorf("future part: %d", code)
+	if code, _ := get(t, o, "/480p/seg5.2.ts"); code != 404 {
+		t.Errorf("part after the hinted one: %d", code)
 	}
 	if code, _ := get(t, o, "/480p/index.m3u8?_HLS_msn=9"); code != 400 {
 		t.Errorf("msn too far ahead: %d", code)
 	}
-	// A blocking request for the next part returns once the clock reaches it.
+	// A blocking request for the next part, and a request for the hinted
+	// part itself, return once the clock reaches it.
 	done := make(chan string)
+	hinted := make(chan int)
 	go func() {
 		_, b := get(t, o, "/480p/index.m3u8?_HLS_msn=5&_HLS_part=1")
 		done <- b
 	}()
+	go func() {
+		code, b := get(t, o, "/480p/seg5.1.ts")
+		hinted <- code*1000_000 + len(b)
+	}()
+	select {
+	case <-done:
+		t.Fatal("blocking reload returned before the part existed")
+	case <-hinted:
+		t.Fatal("hinted part served before it existed")
+	case <-time.After(50 * time.Millisecond):
+	}
 	mu.Lock()
 	now = now.Add(500 * time.Millisecond)
 	mu.Unlock()
@@ -153,5 +166,47 @@ func TestOriginLowLatency(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("blocking reload did not return")
+	}
+	select {
+	case got := <-hinted:
+		if got != 200*1000_000+62_500 {
+			t.Errorf("hinted part: status %d, %d bytes", got/1000_000, got%1000_000)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("hinted part request did not return")
+	}
+	if !strings.Contains(body, "#EXT-X-PROGRAM-DATE-TIME:1970-01-01T00:16:40.000Z\n#EXTINF") {
+		t.Errorf("no program date-time of segment 0 (the origin's start):\n%s", body)
+	}
+}
+
+func TestOriginDeltaUpdates(t *testing.T) {
+	start := time.Unix(1000, 0)
+	clock := func() time.Time { return start.Add(20*time.Second + 100*time.Millisecond) } // segments 0..9 complete
+	o := &Origin{Live: true, Window: 10, Start: start, Now: clock, DeltaUpdates: true}
+	_, full := get(t, o, "/240p/index.m3u8")
+	_, delta := get(t, o, "/240p/index.m3u8?_HLS_skip=YES")
+	for _, body := range []string{full, delta} {
+		pl, err := playlist.Unmarshal([]byte(body))
+		if err != nil {
+			t.Fatalf("%v:\n%s", err, body)
+		}
+		m := pl.(*playlist.Media)
+		if m.ServerControl == nil || m.ServerControl.CanSkipUntil == nil || *m.ServerControl.CanSkipUntil != 12*time.Second {
+			t.Fatalf("no CAN-SKIP-UNTIL=12:\n%s", body)
+		}
+	}
+	if strings.Contains(full, "SKIP:") || strings.Count(full, "#EXTINF") != 10 {
+		t.Errorf("full playlist:\n%s", full)
+	}
+	// 6 TD = 12 s = 6 segments kept: 0..3 skipped, 4..9 listed.
+	if !strings.Contains(delta, "#EXT-X-MEDIA-SEQUENCE:0\n") || !strings.Contains(delta, "#EXT-X-SKIP:SKIPPED-SEGMENTS=4\n") ||
+		strings.Count(delta, "#EXTINF") != 6 || strings.Contains(delta, "seg3.ts") || !strings.Contains(delta, "PROGRAM-DATE-TIME:1970-01-01T00:16:48.000Z\n#EXTINF:2.000,\nseg4.ts") {
+		t.Errorf("delta update:\n%s", delta)
+	}
+	// Without DeltaUpdates the directive is ignored.
+	o2 := &Origin{Live: true, Window: 10, Start: start, Now: clock}
+	if _, b := get(t, o2, "/240p/index.m3u8?_HLS_skip=YES"); strings.Contains(b, "SKIP") {
+		t.Errorf("skip without DeltaUpdates:\n%s", b)
 	}
 }

@@ -41,7 +41,8 @@ type Origin struct {
 	// Segments is the number of segments of a VOD presentation. If zero, 10.
 	Segments int
 	// Live serves a live sliding window instead of VOD: segment N is
-	// complete at Start + (N+1)×SegmentDuration.
+	// complete at Start + (N+1)×SegmentDuration. Its first listed segment
+	// carries its EXT-X-PROGRAM-DATE-TIME, Start + N×SegmentDuration.
 	Live bool
 	// Window is the number of segments in a live playlist. If zero, 6.
 	Window int
@@ -61,8 +62,15 @@ type Origin struct {
 	// listed with EXT-X-PART for the last segments and the one in progress,
 	// with an EXT-X-PRELOAD-HINT, and playlist requests with _HLS_msn
 	// (and _HLS_part) block until that segment (part) exists, for at most
-	// three target durations of real time.
+	// three target durations of real time. A request for the next part
+	// (the hinted one) blocks the same way until it exists; parts further
+	// ahead are 404.
 	PartDuration time.Duration
+	// DeltaUpdates, with Live, advertises CAN-SKIP-UNTIL (six target
+	// durations) and answers playlist requests carrying _HLS_skip=YES
+	// with a delta update: the segments older than the skip boundary are
+	// replaced by EXT-X-SKIP.
+	DeltaUpdates bool
 
 	once     sync.Once
 	start    time.Time
@@ -192,11 +200,17 @@ func (o *Origin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 		}
-		o.serveMedia(w, rend)
+		o.serveMedia(w, rend, o.DeltaUpdates && r.URL.Query().Get("_HLS_skip") == "YES")
 	case o.ll() && strings.HasPrefix(file, "seg") && strings.Count(file, ".") == 2:
 		var n, p int
-		if _, err := fmt.Sscanf(file, "seg%d.%d"+o.ext(), &n, &p); err != nil || !o.partAvailable(n, p) || n < 0 || p < 0 {
+		if _, err := fmt.Sscanf(file, "seg%d.%d"+o.ext(), &n, &p); err != nil || n < 0 || p < 0 || p >= o.partsPerSegment() {
 			http.NotFound(w, r)
+			return
+		}
+		if !o.partAvailable(n, p) && (!o.nextPart(n, p) || !o.wait(w, r, func() bool { return o.partAvailable(n, p) })) {
+			if !o.nextPart(n, p) {
+				http.NotFound(w, r)
+			}
 			return
 		}
 		ct := "video/mp2t"
@@ -235,27 +249,55 @@ func (o *Origin) serveMaster(w http.ResponseWriter) {
 	w.Write([]byte(b.String()))
 }
 
-func (o *Origin) serveMedia(w http.ResponseWriter, r *Rendition) {
+func (o *Origin) serveMedia(w http.ResponseWriter, r *Rendition, skip bool) {
 	first, last := o.available()
 	if last < first {
 		http.Error(w, "no segments yet", http.StatusNotFound)
 		return
 	}
 	d := o.segDur()
+	td := int((d + time.Second - 1) / time.Second)
+	version := 6
+	if o.Live && o.DeltaUpdates {
+		version = 9 // EXT-X-SKIP
+	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "#EXTM3U\n#EXT-X-VERSION:6\n#EXT-X-TARGETDURATION:%d\n#EXT-X-MEDIA-SEQUENCE:%d\n",
-		int((d+time.Second-1)/time.Second), first)
+	fmt.Fprintf(&b, "#EXTM3U\n#EXT-X-VERSION:%d\n#EXT-X-TARGETDURATION:%d\n#EXT-X-MEDIA-SEQUENCE:%d\n", version, td, first)
 	if !o.Live {
 		b.WriteString("#EXT-X-PLAYLIST-TYPE:VOD\n")
 	}
 	if o.FMP4 {
 		b.WriteString("#EXT-X-MAP:URI=\"init.mp4\"\n")
 	}
+	var control []string
 	if o.ll() {
-		pd := o.PartDuration.Seconds()
-		fmt.Fprintf(&b, "#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK=%.3f\n#EXT-X-PART-INF:PART-TARGET=%.3f\n", 3*pd, pd)
+		control = append(control, "CAN-BLOCK-RELOAD=YES", fmt.Sprintf("PART-HOLD-BACK=%.3f", 3*o.PartDuration.Seconds()))
 	}
-	for n := first; n <= last; n++ {
+	if o.Live && o.DeltaUpdates {
+		control = append(control, fmt.Sprintf("CAN-SKIP-UNTIL=%d", 6*td))
+	}
+	if len(control) > 0 {
+		fmt.Fprintf(&b, "#EXT-X-SERVER-CONTROL:%s\n", strings.Join(control, ","))
+	}
+	if o.ll() {
+		fmt.Fprintf(&b, "#EXT-X-PART-INF:PART-TARGET=%.3f\n", o.PartDuration.Seconds())
+	}
+	listFrom := first
+	if skip && o.Live {
+		// Segments starting more than the skip boundary (6 TD) before the
+		// end of the playlist are skipped.
+		keep := int((6*time.Duration(td)*time.Second + d - 1) / d)
+		if n := last + 1 - first - keep; n > 0 {
+			listFrom = first + n
+			fmt.Fprintf(&b, "#EXT-X-SKIP:SKIPPED-SEGMENTS=%d\n", n)
+		}
+	}
+	for n := listFrom; n <= last; n++ {
+		if o.Live && n == listFrom {
+			// The program date-time of the first segment listed: media
+			// time on the origin's clock.
+			fmt.Fprintf(&b, "#EXT-X-PROGRAM-DATE-TIME:%s\n", o.start.Add(time.Duration(n)*d).UTC().Format("2006-01-02T15:04:05.000Z07:00"))
+		}
 		if o.ll() && n >= last-1 {
 			for p := range o.partsPerSegment() {
 				fmt.Fprintf(&b, "#EXT-X-PART:DURATION=%.3f,URI=\"seg%d.%d%s\"%s\n", o.PartDuration.Seconds(), n, p, o.ext(), independent(p))
@@ -301,6 +343,32 @@ func (o *Origin) partAvailable(n, p int) bool {
 	return p < o.partsPerSegment() && o.completeParts(n) > p
 }
 
+// nextPart reports whether part p of segment n is the next part to be
+// completed: the one an EXT-X-PRELOAD-HINT names.
+func (o *Origin) nextPart(n, p int) bool {
+	_, last := o.available()
+	return n == last+1 && p == o.completeParts(n)
+}
+
+// wait blocks until ready returns true, for at most three segment
+// durations of real time. It returns false after replying 503 on timeout,
+// or without a reply when the client went away.
+func (o *Origin) wait(w http.ResponseWriter, r *http.Request, ready func() bool) bool {
+	deadline := time.Now().Add(3 * o.segDur())
+	for !ready() {
+		if time.Now().After(deadline) {
+			http.Error(w, "timed out", http.StatusServiceUnavailable)
+			return false
+		}
+		select {
+		case <-r.Context().Done():
+			return false
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	return true
+}
+
 // block waits until the segment (or part) a blocking playlist request asks
 // for exists. It returns false after replying with an error.
 func (o *Origin) block(w http.ResponseWriter, r *http.Request) bool {
@@ -325,19 +393,7 @@ func (o *Origin) block(w http.ResponseWriter, r *http.Request) bool {
 		http.Error(w, "msn too far ahead", http.StatusBadRequest)
 		return false
 	}
-	deadline := time.Now().Add(3 * o.segDur())
-	for !ready() {
-		if time.Now().After(deadline) {
-			http.Error(w, "timed out", http.StatusServiceUnavailable)
-			return false
-		}
-		select {
-		case <-r.Context().Done():
-			return false
-		case <-time.After(10 * time.Millisecond):
-		}
-	}
-	return true
+	return o.wait(w, r, ready)
 }
 
 // serveBytes writes size deterministic bytes derived from s.
