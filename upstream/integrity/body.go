@@ -199,7 +199,9 @@ func (b *verifiedBody) inline() error {
 	defer b.mu.Unlock()
 	switch {
 	case b.rd != nil && b.rd.length <= inlineBytes:
+		b.advance(-1)
 		for !b.done && b.err == nil {
+			b.partial = true // append the next record to the held ones
 			b.advance(-1)
 		}
 	case b.rd != nil:
@@ -214,7 +216,8 @@ func (b *verifiedBody) inline() error {
 
 // advance reads and verifies the next unit of the body. With stop > 0 (a
 // whole-body unit only), it returns once stop bytes are held and leaves
-// them held, unreleased, for the next call to continue.
+// them held, unreleased, for the next call to continue. If b.partial is
+// set, what is held stays held and the unit is appended to it.
 func (b *verifiedBody) advance(stop int64) {
 	if !b.partial {
 		b.hold.reset()
@@ -254,12 +257,13 @@ func (b *verifiedBody) unit(stop int64) error {
 	}
 	size := b.rd.size(i)
 	b.rec.Reset()
-	eof, err := b.hold.readFrom(b.src, size, b.whole, b.rec)
-	b.read += b.hold.n
+	start := b.hold.n
+	eof, err := b.hold.readFrom(b.src, start+size, b.whole, b.rec)
+	b.read += b.hold.n - start
 	if err != nil {
 		return b.srcError(err)
 	}
-	if b.hold.n < size {
+	if b.hold.n-start < size {
 		return b.t.reject(b.req, kindLength, fmt.Sprintf("body ended at %d bytes, signed length %d", b.read, b.rd.length))
 	}
 	if !bytes.Equal(b.rec.Sum(nil), b.rd.sum(i)) {
