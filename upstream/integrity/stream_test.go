@@ -17,7 +17,7 @@ import (
 
 // testSigner returns a Signer with a fresh key, and a Transport that
 // trusts it, both on the clock now.
-func testSigner(t *testing.T, now time.Time) (*Signer, *Transport) {
+func testSigner(t testing.TB, now time.Time) (*Signer, *Transport) {
 	t.Helper()
 	pub, priv, err := ed25519.GenerateKey(nil)
 	if err != nil {
@@ -30,7 +30,7 @@ func testSigner(t *testing.T, now time.Time) (*Signer, *Transport) {
 
 // signedResponse runs h behind s for a request to target and returns what
 // the Signer sent.
-func signedResponse(t *testing.T, s *Signer, method, target string, h http.HandlerFunc) (http.Header, int, []byte) {
+func signedResponse(t testing.TB, s *Signer, method, target string, h http.HandlerFunc) (http.Header, int, []byte) {
 	t.Helper()
 	rec := httptest.NewRecorder()
 	s.Handler(h).ServeHTTP(rec, httptest.NewRequest(method, target, nil))
