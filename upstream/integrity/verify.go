@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -48,7 +49,9 @@ const (
 // small response (an emptied one included) is refused before its header
 // goes anywhere. Bodies of HEAD requests and of 304 responses are not
 // checked (they have none); their headers are, and a HEAD response's
-// Content-Length must match the signed length.
+// Content-Length must match the signed length. A response with record
+// digests but without Content-Length (chunked, or delimited by the
+// connection closing) gets the signed length as its ContentLength.
 //
 // A 304 verifies either with a signature over the 304 itself (the origin's,
 // see [Signer]) or with a signature over the 200 response it validates: a
@@ -209,8 +212,15 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		if rd, err = parseRecordDigest(strings.Join(v, ", ")); err != nil {
 			return fail(kindMalformed, err.Error())
 		}
-		if resp.ContentLength >= 0 && resp.ContentLength != rd.length && (hasBody || req.Method == http.MethodHead) {
-			return fail(kindLength, fmt.Sprintf("Content-Length %d differs from the signed length %d", resp.ContentLength, rd.length))
+		if hasBody || req.Method == http.MethodHead {
+			if resp.ContentLength >= 0 && resp.ContentLength != rd.length {
+				return fail(kindLength, fmt.Sprintf("Content-Length %d differs from the signed length %d", resp.ContentLength, rd.length))
+			}
+			// The body ends at the signed length or fails: announce it,
+			// so that a chunked or close-delimited response gets a
+			// length (a cache can then serve ranges from its fill).
+			resp.ContentLength = rd.length
+			resp.Header.Set("Content-Length", strconv.FormatInt(rd.length, 10))
 		}
 	}
 	if !hasBody {
