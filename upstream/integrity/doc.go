@@ -61,8 +61,9 @@
 // # Lengths
 //
 // A tier releases the end of a body only at its signed length (the len of
-// Content-Record-Digest) and only if the whole-body Content-Digest
-// matches, so a truncated, extended or emptied body never looks complete.
+// Content-Record-Digest) and only once every record matched (the
+// Content-Digest, for a response without records), so a truncated,
+// extended or emptied body never looks complete.
 // A response without Content-Length and without chunking, delimited only
 // by the connection closing, cannot otherwise be told complete from cut
 // short: the cache stores it only when its body is verified this way

@@ -33,9 +33,10 @@ import (
 //
 // A verifier checks the signature, then that len equals Content-Length
 // (if any), and releases each record once its hash matches; it releases
-// the last record only once the body has ended exactly at len and the
-// whole-body Content-Digest matches as well. A byte range is verified by
-// the records it spans.
+// the last record only once the body has ended exactly at len. The signed
+// list and length determine the body as surely as the whole-body
+// Content-Digest does, so the verifier need not hash the body twice. A
+// byte range is verified by the records it spans.
 
 // RecordDigestField is the name of the record digest field.
 const RecordDigestField = "Content-Record-Digest"

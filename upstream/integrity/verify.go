@@ -1,6 +1,7 @@
 package integrity
 
 import (
+	"bufio"
 	"crypto/ed25519"
 	"crypto/sha256"
 	"fmt"
@@ -17,6 +18,9 @@ const (
 	DefaultMaxMemory = 1 << 20   // bytes of one response held in memory while verifying
 	DefaultMaxHold   = 256 << 20 // largest body (without record digests) or record held
 )
+
+// readAhead is the read buffer of a body verified by records.
+const readAhead = 64 << 10
 
 // Transport is an http.RoundTripper that verifies the origin's signature
 // (see [Signer]) on every response it passes on, and releases no body byte
@@ -42,9 +46,9 @@ const (
 // (an older Signer), held whole (in memory up to MaxMemory, then in a
 // temporary file, up to MaxHold) until its Content-Digest matches. The
 // last bytes are released, and io.EOF returned, only once the body has
-// ended at its signed length and its Content-Digest matches: a reader
-// never sees the clean end of a forged, truncated or extended body, only
-// an error wrapping [ErrUnverified]. A body of up to 64 KiB, and the first
+// ended at its signed length and every record (or the Content-Digest)
+// matched: a reader never sees the clean end of a forged, truncated or
+// extended body, only an error wrapping [ErrUnverified]. A body of up to 64 KiB, and the first
 // record of a larger one, are verified inside RoundTrip, so that a forged
 // small response (an emptied one included) is refused before its header
 // goes anywhere. Bodies of HEAD requests and of 304 responses are not
@@ -250,8 +254,14 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		clen: resp.ContentLength, max: maxHold,
 		hold: spool{limit: int(min(mem, maxHold)), dir: t.TempDir},
 	}
+	b.in = b.src
 	if rd != nil {
 		b.rec = sha256.New()
+		if rd.length > rd.rs {
+			// Records end where reads would not: read ahead, so that a
+			// record does not cost a read of its own, or two.
+			b.in = bufio.NewReaderSize(b.src, readAhead)
+		}
 	}
 	if err := b.inline(); err != nil {
 		b.Close()
