@@ -146,6 +146,9 @@ type verifiedBody struct {
 	clen  int64         // Content-Length, or -1
 	max   int64         // largest unit held (Transport.MaxHold)
 
+	end  int64 // with records: index of the record after the last one to read
+	span int64 // with records: bytes in the records to read (the signed length, or a range's)
+
 	mu      sync.Mutex
 	hold    spool
 	next    int64 // index of the next record to read
@@ -204,14 +207,14 @@ func (b *verifiedBody) inline() error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	switch {
-	case b.rd != nil && b.rd.length <= inlineBytes:
+	case b.rd != nil && b.span <= inlineBytes:
 		b.advance(-1)
 		for !b.done && b.err == nil {
 			b.partial = true // append the next record to the held ones
 			b.advance(-1)
 		}
 	case b.rd != nil:
-		if b.rd.size(0) <= inlineBytes {
+		if b.rd.size(b.next) <= inlineBytes {
 			b.advance(-1)
 		}
 	default:
@@ -258,7 +261,7 @@ func (b *verifiedBody) unit(stop int64) error {
 		return b.finish(true)
 	}
 	i := b.next
-	if i == b.rd.count() { // a body of length 0
+	if i == b.end { // a body of length 0
 		return b.finish(false)
 	}
 	size := b.rd.size(i)
@@ -270,13 +273,13 @@ func (b *verifiedBody) unit(stop int64) error {
 		return b.srcError(err)
 	}
 	if b.hold.n-start < size {
-		return b.t.reject(b.req, kindLength, fmt.Sprintf("body ended at %d bytes, signed length %d", b.read, b.rd.length))
+		return b.t.reject(b.req, kindLength, fmt.Sprintf("body ended at %d bytes, signed length %d", b.read, b.span))
 	}
 	if !bytes.Equal(b.rec.Sum(nil), b.rd.sum(i)) {
 		return b.t.reject(b.req, kindDigest, fmt.Sprintf("content digest mismatch in record %d (bytes %d-%d)", i, i*b.rd.rs, i*b.rd.rs+size-1))
 	}
 	b.next++
-	if b.next < b.rd.count() {
+	if b.next < b.end {
 		return nil
 	}
 	return b.finish(eof)

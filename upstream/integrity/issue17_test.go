@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -376,4 +377,70 @@ func TestIssue17Query(t *testing.T) {
 			t.Errorf("strict edge integrity %+v, want a coverage rejection", s)
 		}
 	})
+}
+
+// A range is verified by the records it spans: a verifying client (a
+// further tier, one day a browser) asking a cache for a range that starts
+// and ends on record boundaries verifies the 206 the cache cut from its
+// signed 200; a range that cuts a record cannot be verified and is
+// refused, as is a forged byte inside an aligned range.
+func TestRangeVerifiedByItsRecords(t *testing.T) {
+	pub, priv := newKey(t)
+	origin := newOrigin(t, priv, time.Now)
+	edge := newTier(t, "edge", origin.srv.URL, plainTransport(t), pub, time.Now)
+	const rs = 16 << 10
+	size := len(origin.large)
+	flip := &tamperTransport{base: plainTransport(t)}
+	client := &integrity.Transport{Base: flip, Keys: map[string]ed25519.PublicKey{integrity.KeyID(pub): pub}}
+	for _, tc := range []struct {
+		name, rng string
+		first     int
+		n         int
+		tamper    bool
+		ok        bool
+	}{
+		{"aligned", fmt.Sprintf("bytes=%d-%d", rs, 3*rs-1), rs, 2 * rs, false, true},
+		{"to_the_end", fmt.Sprintf("bytes=%d-", size-rs), size - rs, rs, false, true},
+		{"suffix", fmt.Sprintf("bytes=-%d", 2*rs), size - 2*rs, 2 * rs, false, true},
+		{"unaligned_start", "bytes=10-" + strconv.Itoa(2*rs-1), 0, 0, false, false},
+		{"unaligned_end", "bytes=0-1023", 0, 0, false, false},
+		{"multi_range", fmt.Sprintf("bytes=0-%d,%d-%d", rs-1, 2*rs, 3*rs-1), 0, 0, false, false},
+		{"aligned_forged", fmt.Sprintf("bytes=%d-%d", rs, 3*rs-1), rs, 2 * rs, true, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			flip.set(func(r *http.Response) *http.Response {
+				if tc.tamper {
+					mapBody(r, flipAt(func(n int) int { return n - 5 }), sameLength)
+				}
+				return r
+			})
+			req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, edge.srv.URL+"/large.bin", nil)
+			req.Header.Set("Range", tc.rng)
+			before := client.Stats()
+			resp, err := client.RoundTrip(req)
+			var got []byte
+			if err == nil {
+				got, err = io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusPartialContent {
+					t.Fatalf("status %d", resp.StatusCode)
+				}
+			}
+			if !tc.ok {
+				if err == nil {
+					t.Fatalf("range %s verified (%d bytes)", tc.rng, len(got))
+				}
+				if !bytes.HasPrefix(origin.large[tc.first:], got) {
+					t.Errorf("released a byte that is not the origin's")
+				}
+				if client.Stats().Rejected != before.Rejected+1 {
+					t.Errorf("rejection not counted: %+v", client.Stats())
+				}
+				return
+			}
+			if err != nil || !bytes.Equal(got, origin.large[tc.first:tc.first+tc.n]) {
+				t.Fatalf("range %s: %d bytes, %v", tc.rng, len(got), err)
+			}
+		})
+	}
 }

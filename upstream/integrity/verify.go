@@ -60,7 +60,11 @@ const readAhead = 64 << 10
 // A 304 verifies either with a signature over the 304 itself (the origin's,
 // see [Signer]) or with a signature over the 200 response it validates: a
 // cache answering a conditional request from its store sends the stored
-// response's fields, signature included (RFC 9110 §15.4.5).
+// response's fields, signature included (RFC 9110 §15.4.5). Likewise a 206
+// verifies with its own signature or, when a cache cut it from a signed
+// 200, with the 200's and its record digests: a single range that starts
+// and ends on record boundaries (or at the end) is verified by the records
+// it spans; another range cannot be, and is rejected.
 //
 // Transport is safe for concurrent use. Its fields must not change once it
 // is in use.
@@ -200,7 +204,8 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		resp.Body.Close()
 		return nil, t.reject(req, k, reason)
 	}
-	if f := t.verifyHeaders(req, resp); f != nil {
+	view, f := t.verifyHeaders(req, resp)
+	if f != nil {
 		return fail(f.kind, f.msg)
 	}
 	if resp.StatusCode == http.StatusNotModified {
@@ -216,16 +221,27 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		if rd, err = parseRecordDigest(strings.Join(v, ", ")); err != nil {
 			return fail(kindMalformed, err.Error())
 		}
-		if hasBody || req.Method == http.MethodHead {
-			if resp.ContentLength >= 0 && resp.ContentLength != rd.length {
-				return fail(kindLength, fmt.Sprintf("Content-Length %d differs from the signed length %d", resp.ContentLength, rd.length))
-			}
-			// The body ends at the signed length or fails: announce it,
-			// so that a chunked or close-delimited response gets a
-			// length (a cache can then serve ranges from its fill).
-			resp.ContentLength = rd.length
-			resp.Header.Set("Content-Length", strconv.FormatInt(rd.length, 10))
+	}
+	// The records to verify, [first, end), and the bytes they hold.
+	var first, end, span int64
+	if rd != nil {
+		first, end, span = 0, rd.count(), rd.length
+	}
+	if view != resp.StatusCode { // a range of a signed 200 (see verifyHeaders)
+		var reason string
+		if first, end, span, reason = rangeRecords(resp, rd); reason != "" {
+			return fail(kindCoverage, reason)
 		}
+	}
+	if rd != nil && (hasBody || req.Method == http.MethodHead) {
+		if resp.ContentLength >= 0 && resp.ContentLength != span {
+			return fail(kindLength, fmt.Sprintf("Content-Length %d differs from the signed length %d", resp.ContentLength, span))
+		}
+		// The body ends at the signed length or fails: announce it, so
+		// that a chunked or close-delimited response gets a length (a
+		// cache can then serve ranges from its fill).
+		resp.ContentLength = span
+		resp.Header.Set("Content-Length", strconv.FormatInt(span, 10))
 	}
 	if !hasBody {
 		t.stats[kindVerified].Add(1)
@@ -251,13 +267,14 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	b := &verifiedBody{
 		t: t, req: req, src: resp.Body, whole: h, want: want, rd: rd,
+		next: first, end: end, span: span,
 		clen: resp.ContentLength, max: maxHold,
 		hold: spool{limit: int(min(mem, maxHold)), dir: t.TempDir},
 	}
 	b.in = b.src
 	if rd != nil {
 		b.rec = sha256.New()
-		if rd.length > rd.rs {
+		if span > rd.rs {
 			// Records end where reads would not: read ahead, so that a
 			// record does not cost a read of its own, or two.
 			b.in = bufio.NewReaderSize(b.src, readAhead)
@@ -271,43 +288,77 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	return resp, nil
 }
 
-// verifyHeaders checks the signature of resp's header; it returns nil when
-// one signature from a known key verifies, or why none does.
-func (t *Transport) verifyHeaders(req *http.Request, resp *http.Response) *failure {
+// rangeRecords returns the records [first, end) that a 206 with a single
+// Content-Range of the signed 200 described by rd holds, and its length;
+// or why it cannot be verified. Only a range that starts at a record
+// boundary and ends at one (or at the end of the body) can be: the
+// records it spans are then whole.
+func rangeRecords(resp *http.Response, rd *recordDigest) (first, end, span int64, reason string) {
+	if rd == nil {
+		return 0, 0, 0, "range of a response without record digests"
+	}
+	var a, z, size int64
+	cr := resp.Header.Get("Content-Range")
+	if n, err := fmt.Sscanf(cr, "bytes %d-%d/%d", &a, &z, &size); n != 3 || err != nil || a < 0 || z < a || size != rd.length || z >= size {
+		return 0, 0, 0, fmt.Sprintf("Content-Range %q does not fit the signed length %d", cr, rd.length)
+	}
+	if a%rd.rs != 0 || ((z+1)%rd.rs != 0 && z+1 != size) {
+		return 0, 0, 0, fmt.Sprintf("range %d-%d is not aligned to the %d-byte records: it cannot be verified", a, z, rd.rs)
+	}
+	return a / rd.rs, (z + rd.rs) / rd.rs, z + 1 - a, ""
+}
+
+// verifyHeaders checks the signature of resp's header. It returns the
+// status the verified signature covers (resp's own, or 200 for a 304 or a
+// 206 a cache derived from a signed 200), or why no signature from a known
+// key verifies.
+func (t *Transport) verifyHeaders(req *http.Request, resp *http.Response) (int, *failure) {
 	inputs := resp.Header.Values("Signature-Input")
 	if len(inputs) == 0 {
-		return &failure{kindNoSignature, "no signature"}
+		return 0, &failure{kindNoSignature, "no signature"}
 	}
 	ins, err := parseDictionary(strings.Join(inputs, ", "))
 	if err != nil {
-		return &failure{kindMalformed, "Signature-Input: " + err.Error()}
+		return 0, &failure{kindMalformed, "Signature-Input: " + err.Error()}
 	}
 	sigs, err := parseDictionary(strings.Join(resp.Header.Values("Signature"), ", "))
 	if err != nil {
-		return &failure{kindMalformed, "Signature: " + err.Error()}
+		return 0, &failure{kindMalformed, "Signature: " + err.Error()}
 	}
 	result := &failure{kindNoSignature, "no signature from a known key"}
 	for _, in := range ins {
 		if !in.isList {
 			continue
 		}
-		f := t.verifyOne(req, resp, resp.StatusCode, in, sigs)
-		if f != nil && resp.StatusCode == http.StatusNotModified && t.verifyOne(req, resp, http.StatusOK, in, sigs) == nil {
-			f = nil // a cache's 304 carrying its stored 200's fields
-		}
+		f := t.verifyOne(req, resp, resp.StatusCode, "", in, sigs)
 		if f == nil {
-			return nil
+			return resp.StatusCode, nil
+		}
+		switch resp.StatusCode {
+		case http.StatusNotModified:
+			// A cache's 304 carrying its stored 200's fields.
+			if t.verifyOne(req, resp, http.StatusOK, "", in, sigs) == nil {
+				return http.StatusOK, nil
+			}
+		case http.StatusPartialContent:
+			// A cache's range of its stored 200: the same fields, plus
+			// Content-Range (checked against the records, see
+			// rangeRecords).
+			if len(resp.Header.Values("Content-Range")) == 1 && t.verifyOne(req, resp, http.StatusOK, "content-range", in, sigs) == nil {
+				return http.StatusOK, nil
+			}
 		}
 		if f.msg != "unknown key" {
 			result = f
 		}
 	}
-	return result
+	return 0, result
 }
 
 // verifyOne checks the signature with input in against resp as a response
-// with the given status.
-func (t *Transport) verifyOne(req *http.Request, resp *http.Response, status int, in member, sigs []member) *failure {
+// with the given status; the protected field uncovered may be absent from
+// the signature.
+func (t *Transport) verifyOne(req *http.Request, resp *http.Response, status int, uncovered string, in member, sigs []member) *failure {
 	var keyID string
 	var created, expires int64
 	var haveCreated, haveExpires bool
@@ -363,7 +414,7 @@ func (t *Transport) verifyOne(req *http.Request, resp *http.Response, status int
 	}
 	for k := range resp.Header {
 		lk := strings.ToLower(k)
-		if isProtected(lk) && !covered[`"`+lk+`"`] {
+		if isProtected(lk) && !covered[`"`+lk+`"`] && lk != uncovered {
 			return &failure{kindCoverage, "signature does not cover " + lk}
 		}
 	}
