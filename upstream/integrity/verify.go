@@ -142,7 +142,7 @@ type Stats struct {
 	Expired      uint64 // signature expired (replay of an old response) or created in the future
 	Validator    uint64 // 304 whose validator does not match the request's
 	Digest       uint64 // body bytes differ from Content-Digest or a record digest
-	Length       uint64 // body truncated, extended, or Content-Length differs from the signed length
+	Length       uint64 // body truncated (as an upstream tier's aborted response also looks), extended, or Content-Length differs from the signed length
 	TooLarge     uint64 // body without record digests larger than MaxHold
 }
 
