@@ -605,3 +605,42 @@ func TestBoundPolicyNotAfter(t *testing.T) {
 }
 
 func b64(b []byte) string { return base64.StdEncoding.EncodeToString(b) }
+
+// Records larger than MaxMemory are held in the temporary file; the body
+// comes out whole and genuine, and a forged record releases nothing of
+// itself.
+func TestRecordsSpillToFile(t *testing.T) {
+	s, tr := testSigner(t, time.Now())
+	s.RecordSize = 64 << 10
+	tr.MaxMemory = 5000 // not a multiple of anything: records straddle memory and file
+	body := pattern(300_000)
+	h, _, _ := signedResponse(t, s, "GET", "http://o/big", serveBytes("application/octet-stream", "max-age=60", body))
+	for _, forgedAt := range []int{-1, 200_000} {
+		sent := body
+		if forgedAt >= 0 {
+			sent = flip(body, forgedAt)
+		}
+		tr.Base = fixedTransport{header: h, status: 200, length: int64(len(sent)), body: bodyOf(sent)}
+		req, _ := http.NewRequest("GET", "http://o/big", nil)
+		resp, err := tr.RoundTrip(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := io.ReadAll(iotestHalf{resp.Body})
+		resp.Body.Close()
+		if forgedAt < 0 {
+			if err != nil || !bytes.Equal(got, body) {
+				t.Fatalf("genuine: %d bytes, %v", len(got), err)
+			}
+			continue
+		}
+		if !errors.Is(err, ErrUnverified) || len(got) != 3*(64<<10) || !bytes.Equal(got, body[:len(got)]) {
+			t.Fatalf("forged at %d: released %d bytes, %v; want the 3 records before it", forgedAt, len(got), err)
+		}
+	}
+}
+
+// iotestHalf reads with buffers of odd sizes.
+type iotestHalf struct{ r io.Reader }
+
+func (h iotestHalf) Read(p []byte) (int, error) { return h.r.Read(p[:min(len(p), 777)]) }
