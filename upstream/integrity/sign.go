@@ -9,6 +9,7 @@ import (
 	"hash"
 	"io"
 	"log/slog"
+	"mime"
 	"net/http"
 	"os"
 	"slices"
@@ -404,9 +405,12 @@ func (b *bufferedResponse) unchanging(r *http.Request) bool {
 	if b.status != http.StatusOK {
 		return false
 	}
+	ctype := b.header.Get("Content-Type")
 	kind := hls.ClassifyPath(r.URL.Path)
-	if ct := hls.ClassifyContentType(b.header.Get("Content-Type")); kind == hls.KindUnknown || ct == hls.KindMedia {
+	if ct := hls.ClassifyContentType(ctype); kind == hls.KindUnknown || ct == hls.KindMedia {
 		kind = ct
+	} else if ct == hls.KindUnknown && pageType(ctype) {
+		return false // a page or script that happens to end in .ts or .mp4 (as hls.Policy sees it)
 	}
 	switch kind {
 	case hls.KindSegment, hls.KindInit, hls.KindPart:
@@ -423,6 +427,21 @@ func (b *bufferedResponse) unchanging(r *http.Request) bool {
 		return err == nil && !pl.Master && !pl.Live
 	}
 	return false
+}
+
+// pageType reports a Content-Type that is clearly no HLS object: pages,
+// scripts, styles, data, images.
+func pageType(ct string) bool {
+	mt, _, err := mime.ParseMediaType(ct)
+	if err != nil {
+		return false
+	}
+	switch mt {
+	case "text/html", "text/css", "text/javascript", "application/javascript", "application/json",
+		"application/xml", "text/xml", "application/typescript", "text/typescript", "text/x-typescript":
+		return true
+	}
+	return strings.HasPrefix(mt, "image/")
 }
 
 // recordHasher hashes what is written to it in records of rs bytes.

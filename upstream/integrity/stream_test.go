@@ -563,6 +563,7 @@ func TestSignatureLifetimeRule(t *testing.T) {
 		{"vod_playlist", "/v/index.m3u8", m3u8, "max-age=3600", vod, DefaultLongValidity},
 		{"live_playlist", "/v/live.m3u8", m3u8, "max-age=1", live, DefaultValidity},
 		{"segment_year", "/v/seg2.ts", "video/mp2t", "max-age=31536000, immutable", "ts", 365 * 24 * time.Hour},
+		{"page_named_ts", "/docs/types.ts", "text/javascript", "max-age=60", "let x", DefaultValidity},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h, _, _ := signedResponse(t, s, "GET", "http://o"+tc.path, serveBytes(tc.ct, tc.cc, []byte(tc.body)))
