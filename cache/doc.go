@@ -31,7 +31,13 @@
 //   - a successful POST, PUT, DELETE or PATCH invalidates the target and its
 //     same-origin Location and Content-Location;
 //   - HEAD is answered from a stored GET, Range (single and multiple
-//     ranges, If-Range) from a stored complete response.
+//     ranges, If-Range) from a stored complete response;
+//   - a response delimited only by the connection closing (no
+//     Content-Length, not chunked) is stored only if its body vouches for
+//     its end ([CompleteBody], as a verifying transport's does): a
+//     cut-short one would otherwise be stored and served as complete;
+//   - a [BoundedPolicy] can end the use of a stored response (fresh or
+//     stale) before its headers would, until a 304 renews it.
 //
 // Request collapsing: while one upstream response for a key is being
 // stored (a "fill"), every other request for that key reads it from the

@@ -155,6 +155,9 @@ func (c *Cache) decode(key string, raw []byte) (*meta, error) {
 		m.lifetime, _ = rfc9111.FreshnessLifetime(e, c.opts)
 		m.initialAge = rfc9111.CurrentAge(e, m.responseTime)
 		m.noCache = rfc9111.ParseCacheControl(m.header["Cache-Control"]).Has("no-cache")
+		if bp, ok := c.Policy.(BoundedPolicy); ok {
+			m.notAfter = bp.NotAfter(m.header)
+		}
 		m.derived = true
 	}
 	m.formatted = new(formatted)
@@ -320,6 +323,9 @@ func (c *Cache) joinFinished(ctx context.Context, r *http.Request, f *fill, dst 
 // no-cache is fresh exactly when its lifetime exceeds its current age,
 // both derived once per stored head (see decode).
 func (c *Cache) evaluate(r *http.Request, m *meta, now time.Time) (rfc9111.Verdict, time.Duration) {
+	if m.expired(now) {
+		return rfc9111.MustValidate, rfc9111.CurrentAge(m.entry(), now)
+	}
 	if m.derived && !m.noCache && len(r.Header["Cache-Control"]) == 0 && len(r.Header["Pragma"]) == 0 {
 		age := m.initialAge + max(now.Sub(m.responseTime), 0)
 		if age >= 0 && age < rfc9111.MaxDelta && m.lifetime > age {
@@ -327,6 +333,16 @@ func (c *Cache) evaluate(r *http.Request, m *meta, now time.Time) (rfc9111.Verdi
 		}
 	}
 	return rfc9111.Evaluate(r, m.entry(), now, c.opts)
+}
+
+// expired reports whether m's BoundedPolicy bound has passed at now.
+func (m *meta) expired(now time.Time) bool {
+	return !m.notAfter.IsZero() && !now.Before(m.notAfter)
+}
+
+// staleIfError is rfc9111.StaleIfError, never past st's bound.
+func (c *Cache) staleIfError(r *http.Request, st *stored, now time.Time) bool {
+	return !st.meta.expired(now) && rfc9111.StaleIfError(r, st.entry(), now, c.opts)
 }
 
 // fillFor returns the registered fill in progress for base that can serve
@@ -422,6 +438,10 @@ func (c *Cache) fetch(ctx context.Context, cancel context.CancelFunc, base strin
 		fr.reval = stale.key
 		return fr, nil
 	}
+	// A body delimited only by the connection's end looks the same
+	// whether complete or cut short: store it only if its reader vouches
+	// for its end (see CompleteBody).
+	unframed := closeDelimited(resp) && !completeAtEOF(resp.Body)
 	resp.Body = cancelBody{resp.Body, cancel}
 	if stale != nil && resp.StatusCode >= 500 {
 		fr.upErr = fmt.Errorf("cache: upstream: status %d", resp.StatusCode)
@@ -432,7 +452,7 @@ func (c *Cache) fetch(ctx context.Context, cancel context.CancelFunc, base strin
 	if c.Policy != nil {
 		d = c.Policy.Decide(r, resp)
 	}
-	ok := store && !d.NoStore && out.Method == http.MethodGet &&
+	ok := store && !d.NoStore && !unframed && out.Method == http.MethodGet &&
 		(c.MaxObjectBytes <= 0 || resp.ContentLength <= c.MaxObjectBytes)
 	if ok {
 		ok, _ = rfc9111.Storable(out, resp.StatusCode, resp.Header, d.TTL > 0, c.opts)
@@ -459,6 +479,9 @@ func (c *Cache) fetch(ctx context.Context, cancel context.CancelFunc, base strin
 		ttl: d.TTL, swr: d.StaleWhileRevalidate, sie: d.StaleIfError,
 		header: resp.Header,
 	}
+	if bp, ok := c.Policy.(BoundedPolicy); ok {
+		m.notAfter = bp.NotAfter(resp.Header) // for Cache-Status only: derived again when read
+	}
 	key := base
 	if len(resp.Header["Vary"]) > 0 {
 		nonce, err := c.varyIndex(ctx, base, resp.Header["Vary"])
@@ -483,6 +506,35 @@ func (c *Cache) fetch(ctx context.Context, cancel context.CancelFunc, base strin
 	go c.runFill(f, resp, base, collapsed)
 	fr.fill = f
 	return fr, nil
+}
+
+// CompleteBody is implemented by a response body (from the Cache's
+// Transport) that returns io.EOF only once it knows the body is complete,
+// for instance because it verified the body against a signed length and
+// digest, as package github.com/onioncdn/onioncdn/upstream/integrity's
+// Transport does.
+//
+// A response whose body is delimited only by the connection closing (no
+// Content-Length, not chunked) cannot otherwise be told complete from cut
+// short, so the cache stores it only if its body is a CompleteBody
+// reporting true; else it is passed through uncached. A chunked body is
+// stored: its last chunk marks its end, and net/http reports a missing
+// one as io.ErrUnexpectedEOF.
+type CompleteBody interface {
+	CompleteAtEOF() bool
+}
+
+func completeAtEOF(body io.ReadCloser) bool {
+	cb, ok := body.(CompleteBody)
+	return ok && cb.CompleteAtEOF()
+}
+
+// closeDelimited reports whether resp's body ends only where the
+// connection closes (HTTP/1.x without Content-Length or chunking; net/http
+// sets Close for it).
+func closeDelimited(resp *http.Response) bool {
+	return resp.ContentLength < 0 && resp.Close && !slices.Contains(resp.TransferEncoding, "chunked") &&
+		resp.ProtoMajor < 2 && bodyAllowed(resp.StatusCode)
 }
 
 // varyIndex makes sure the entry at base is a variant index for vary and
@@ -702,7 +754,7 @@ func (c *Cache) get(ctx context.Context, r *http.Request, rec *Record, dst http.
 		}
 		fr, leader, err := c.flight(ctx, base, r)
 		if err != nil {
-			if st.obj != nil && !errors.Is(err, ctx.Err()) && rfc9111.StaleIfError(r, st.entry(), c.now(), c.opts) {
+			if st.obj != nil && !errors.Is(err, ctx.Err()) && c.staleIfError(r, &st, c.now()) {
 				rec.Disposition = HitStale
 				return c.storedReply(r, &st, rfc9111.CurrentAge(st.entry(), c.now()), HitStale, dst), nil
 			}
@@ -752,7 +804,7 @@ func (c *Cache) get(ctx context.Context, r *http.Request, rec *Record, dst http.
 			st = stored{obj: o, meta: m, key: fr.reval}
 			return c.storedReply(r, &st, rfc9111.CurrentAge(m.entry(), c.now()), Revalidated, dst), nil
 		case fr.upErr != nil:
-			if st.obj != nil && rfc9111.StaleIfError(r, st.entry(), c.now(), c.opts) {
+			if st.obj != nil && c.staleIfError(r, &st, c.now()) {
 				if leader {
 					fr.discard()
 				}

@@ -38,6 +38,7 @@ type meta struct {
 	noCache    bool          // the response has Cache-Control: no-cache
 	lifetime   time.Duration // freshness lifetime
 	initialAge time.Duration // corrected_initial_age (RFC 9111 §4.2.3)
+	notAfter   time.Time     // BoundedPolicy.NotAfter: no use without validation from then on (zero: no bound)
 
 	// formatted caches the last Age and Content-Length values formatted
 	// for this head (set by Cache.decode; nil: not cached).

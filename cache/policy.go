@@ -31,6 +31,23 @@ type Policy interface {
 	Decide(r *http.Request, resp *http.Response) Decision
 }
 
+// BoundedPolicy is a [Policy] that also bounds how long a stored response
+// may be used without validation, whatever its freshness lifetime and
+// stale windows say. From NotAfter(h) on, a cache treats the stored
+// response with header h as needing validation: it serves it neither
+// fresh nor stale (stale-while-revalidate, max-stale, stale-if-error)
+// until a 304 has updated it, and the 304's fields then give the new
+// bound. The zero time sets no bound.
+//
+// The cache calls NotAfter once per version of a stored head (when it
+// reads it, and again after a 304 changed it). Package
+// github.com/onioncdn/onioncdn/upstream/integrity bounds responses by
+// their signature's expiry with it.
+type BoundedPolicy interface {
+	Policy
+	NotAfter(h http.Header) time.Time
+}
+
 // Decision is a [Policy]'s verdict on one upstream response.
 // The zero Decision changes nothing.
 type Decision struct {

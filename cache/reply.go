@@ -131,6 +131,9 @@ func (c *Cache) storedReply(r *http.Request, st *stored, age time.Duration, disp
 			lifetime, _ = rfc9111.FreshnessLifetime(m.entry(), c.opts)
 		}
 		rp.ttl, rp.hasTTL = lifetime-age, true
+		if !m.notAfter.IsZero() {
+			rp.ttl = min(rp.ttl, m.notAfter.Sub(c.now()))
+		}
 	}
 	if disp == Revalidated {
 		rp.fwd = http.StatusNotModified
@@ -152,6 +155,9 @@ func (c *Cache) fillReply(r *http.Request, f *fill, disp Disposition, dst http.H
 	if c.CacheStatus {
 		lifetime, _ := rfc9111.FreshnessLifetime(e, c.opts)
 		rp.ttl, rp.hasTTL = lifetime-age, true
+		if !f.meta.notAfter.IsZero() {
+			rp.ttl = min(rp.ttl, f.meta.notAfter.Sub(c.now()))
+		}
 	}
 	if disp == Collapsed {
 		rp.fwd = 0

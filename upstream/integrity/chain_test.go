@@ -419,10 +419,14 @@ func TestChainRejectsUnverified(t *testing.T) {
 					default:
 						t.Fatalf("round %d: status %d, body %d bytes, read error %v; want 502 or an aborted body", round, status, len(body), err)
 					}
-					if status == http.StatusBadGateway && tc.mayStart && tc.path == "/large.bin" {
-						// A body check can only fail after the headers
-						// went out: the tiers stream.
-						t.Errorf("round %d: 502 for a body forgery on a streamed response; want an aborted 200", round)
+					if status == http.StatusBadGateway && tc.mayStart && tc.path == "/large.bin" && where == "malicious_midtier" {
+						// The edge streams verified records: a forgery in
+						// the last one is found long after the first
+						// record went out. (Behind a verifying midtier the
+						// edge may answer 502: the midtier aborts as soon
+						// as its fill fails, possibly before the edge has
+						// verified its first record inside RoundTrip.)
+						t.Errorf("round %d: 502 for a forgery in the last record of a streamed response; want an aborted 200", round)
 					}
 					// Each round must reach the link above the guard again
 					// (nothing was cached). net/http may retry a GET once

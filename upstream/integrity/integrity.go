@@ -1,7 +1,6 @@
 package integrity
 
 import (
-	"bytes"
 	"crypto/ed25519"
 	"crypto/sha256"
 	"crypto/sha512"
@@ -9,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"hash"
-	"io"
 	"strings"
 )
 
@@ -29,6 +27,7 @@ var protectedFields = [...]string{
 	"content-language",
 	"content-location",
 	"content-range",
+	"content-record-digest",
 	"content-type",
 	"etag",
 	"expires",
@@ -85,45 +84,6 @@ func parseContentDigest(v string) (hash.Hash, []byte, error) {
 	}
 	return h, want, nil
 }
-
-// digestReader passes a response body through while hashing it, and fails
-// the read that completes the body if the digest does not match: the caller
-// (a cache fill) then aborts instead of storing or finishing the response.
-type digestReader struct {
-	body   io.ReadCloser
-	h      hash.Hash
-	want   []byte
-	n      int64
-	length int64 // Content-Length, or -1
-	done   bool
-	fail   func(reason string) error
-}
-
-func (d *digestReader) Read(p []byte) (int, error) {
-	if d.done {
-		return 0, io.EOF
-	}
-	n, err := d.body.Read(p)
-	d.h.Write(p[:n])
-	d.n += int64(n)
-	// A failing read returns no bytes: the bytes that would complete the
-	// body must never reach the caller, or a reader framed by
-	// Content-Length could take the forged body for a complete one.
-	if d.length >= 0 && d.n > d.length {
-		d.done = true
-		return 0, d.fail("body longer than Content-Length")
-	}
-	if err == io.EOF || (d.length >= 0 && d.n == d.length && err == nil) {
-		d.done = true
-		if !bytes.Equal(d.h.Sum(nil), d.want) {
-			return 0, d.fail("content digest mismatch")
-		}
-		return n, io.EOF
-	}
-	return n, err
-}
-
-func (d *digestReader) Close() error { return d.body.Close() }
 
 func isProtected(name string) bool {
 	name = strings.ToLower(name)

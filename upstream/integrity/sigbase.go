@@ -18,13 +18,23 @@ type message struct {
 func (m message) isResponse() bool { return m.status != 0 }
 
 // componentValue returns the value of one covered component (RFC 9421 §2).
-// It supports the derived components @method, @path, @query, @authority,
-// @scheme, @target-uri and @status, and HTTP fields, each optionally with the
-// "req" parameter; other parameters (sf, key, bs, tr) are not supported and
-// give an error, as does a field absent from the message.
+// It supports the derived components @method, @path, @query, @query-param
+// (with its name parameter), @authority, @scheme, @target-uri and @status,
+// and HTTP fields, each optionally with the "req" parameter; other
+// parameters (sf, key, bs, tr) are not supported and give an error, as does
+// a field absent from the message.
 func componentValue(c component, m message) (string, error) {
+	var qname string
 	for _, p := range c.params {
-		if p.key != "req" {
+		switch {
+		case p.key == "req":
+		case p.key == "name" && c.name == "@query-param":
+			s, ok := p.val.(string)
+			if !ok {
+				return "", fmt.Errorf("integrity: component %s: name is not a string", c)
+			}
+			qname = s
+		default:
 			return "", fmt.Errorf("integrity: component %s: unsupported parameter %q", c, p.key)
 		}
 	}
@@ -57,6 +67,15 @@ func componentValue(c component, m message) (string, error) {
 			return p, nil
 		case "@query":
 			return "?" + r.URL.RawQuery, nil
+		case "@query-param":
+			if qname == "" {
+				return "", fmt.Errorf("integrity: component %s: no name", c)
+			}
+			v, ok := queryParamValue(r.URL.RawQuery, qname)
+			if !ok {
+				return "", fmt.Errorf("integrity: component %s: parameter absent or repeated", c)
+			}
+			return v, nil
 		case "@authority":
 			return authority(r), nil
 		case "@scheme":
