@@ -7,95 +7,11 @@ import (
 	"time"
 )
 
-// parseDate parses an HTTP-date (RFC 9110 §5.6.7, all three formats).
-// The preferred IMF-fixdate form, which nearly every server sends, takes a
-// fast path; anything else goes to http.ParseTime, with the same result
-// (FuzzParseDate checks that).
-func parseDate(s string) (time.Time, bool) {
-	if t, ok := parseIMFFixdate(s); ok {
-		return t, true
-	}
-	if s == "" {
-		return time.Time{}, false
-	}
-	t, err := http.ParseTime(s)
-	return t, err == nil
-}
-
-// parseIMFFixdate parses exactly "Sun, 06 Nov 1994 08:49:37 GMT". It
-// reports false for anything it does not handle, including valid dates in
-// other forms.
-func parseIMFFixdate(s string) (time.Time, bool) {
-	if len(s) != 29 || s[3] != ',' || s[4] != ' ' || s[7] != ' ' || s[11] != ' ' ||
-		s[16] != ' ' || s[19] != ':' || s[22] != ':' || s[25:] != " GMT" {
-		return time.Time{}, false
-	}
-	switch s[:3] {
-	case "Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun":
-	default:
-		return time.Time{}, false
-	}
-	var month time.Month
-	switch s[8:11] {
-	case "Jan":
-		month = time.January
-	case "Feb":
-		month = time.February
-	case "Mar":
-		month = time.March
-	case "Apr":
-		month = time.April
-	case "May":
-		month = time.May
-	case "Jun":
-		month = time.June
-	case "Jul":
-		month = time.July
-	case "Aug":
-		month = time.August
-	case "Sep":
-		month = time.September
-	case "Oct":
-		month = time.October
-	case "Nov":
-		month = time.November
-	case "Dec":
-		month = time.December
-	default:
-		return time.Time{}, false
-	}
-	day, ok1 := digits(s[5:7])
-	year, ok2 := digits(s[12:16])
-	hour, ok3 := digits(s[17:19])
-	minute, ok4 := digits(s[20:22])
-	sec, ok5 := digits(s[23:25])
-	if !ok1 || !ok2 || !ok3 || !ok4 || !ok5 || day < 1 || hour > 23 || minute > 59 || sec > 59 {
-		return time.Time{}, false
-	}
-	t := time.Date(year, month, day, hour, minute, sec, 0, time.UTC)
-	if t.Day() != day { // e.g. 31 Feb
-		return time.Time{}, false
-	}
-	return t, true
-}
-
-func digits(s string) (int, bool) {
-	n := 0
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c < '0' || c > '9' {
-			return 0, false
-		}
-		n = n*10 + int(c-'0')
-	}
-	return n, true
-}
-
-// singleDate returns the date in the field name of h. A field with several
-// different values is invalid (RFC 9111 §4.2.1: "either the first
-// occurrence should be used or the response should be considered stale";
-// this package chooses stale for Expires).
-func singleDate(h http.Header, name string) (time.Time, bool) {
+// singleDate returns the date in the field name of h, received at ref. A
+// field with several different values is invalid (RFC 9111 §4.2.1: "either
+// the first occurrence should be used or the response should be considered
+// stale"; this package chooses stale for Expires).
+func singleDate(h http.Header, name string, ref time.Time) (time.Time, bool) {
 	vs := h[name]
 	if len(vs) == 0 {
 		return time.Time{}, false
@@ -105,14 +21,14 @@ func singleDate(h http.Header, name string) (time.Time, bool) {
 			return time.Time{}, false
 		}
 	}
-	return parseDate(vs[0])
+	return parseDateAt(vs[0], ref)
 }
 
 // dateValue is the stored response's Date, or its ResponseTime when Date
 // is missing or invalid (RFC 9110 §6.6.1: a recipient with a clock adds
 // Date as the time of receipt).
 func dateValue(e *Entry) time.Time {
-	if d, ok := parseDate(e.Header.Get("Date")); ok {
+	if d, ok := parseDateAt(e.Header.Get("Date"), e.ResponseTime); ok {
 		return d
 	}
 	return e.ResponseTime
@@ -152,7 +68,7 @@ func freshnessLifetime(e *Entry, cc *Directives, o Options) (time.Duration, bool
 		return v, false
 	}
 	if len(e.Header["Expires"]) > 0 {
-		exp, ok := singleDate(e.Header, "Expires")
+		exp, ok := singleDate(e.Header, "Expires", e.ResponseTime)
 		if !ok {
 			return 0, false
 		}
@@ -161,7 +77,7 @@ func freshnessLifetime(e *Entry, cc *Directives, o Options) (time.Duration, bool
 	if !heuristicallyCacheable(e.Status) && !cc.has("public") {
 		return 0, false
 	}
-	lm, ok := parseDate(e.Header.Get("Last-Modified"))
+	lm, ok := parseDateAt(e.Header.Get("Last-Modified"), e.ResponseTime)
 	if !ok {
 		return 0, false
 	}
@@ -214,7 +130,7 @@ func ageValue(h http.Header) time.Duration {
 // [MaxDelta] (§1.2.2).
 func CurrentAge(e *Entry, now time.Time) time.Duration {
 	apparent := time.Duration(0)
-	if d, ok := parseDate(e.Header.Get("Date")); ok {
+	if d, ok := parseDateAt(e.Header.Get("Date"), e.ResponseTime); ok {
 		apparent = clampNonNeg(e.ResponseTime.Sub(d))
 	}
 	delay := clampNonNeg(e.ResponseTime.Sub(e.RequestTime))

@@ -33,6 +33,17 @@ func TestFreshnessLifetime(t *testing.T) {
 		{name: "expires_conflicting_values", status: 200, lines: []string{date, "Expires: " + httpDate(t0.Add(time.Hour)), "Expires: " + httpDate(t0.Add(2*time.Hour))}, want: 0},
 		{name: "expires_identical_values", status: 200, lines: []string{date, "Expires: " + httpDate(t0.Add(time.Hour)), "Expires: " + httpDate(t0.Add(time.Hour))}, want: time.Hour},
 		{name: "expires_rfc850_format", status: 200, lines: []string{date, "Expires: Sunday, 01-Mar-26 13:00:00 GMT"}, want: time.Hour},
+		// RFC 9111 §5.3: "A cache recipient MUST interpret invalid date
+		// formats, especially the value "0", as representing a time in
+		// the past (i.e., "already expired")." Only the HTTP-date grammar
+		// of RFC 9110 §5.6.7 is valid (GMT accepted in any case).
+		{name: "expires_valid_next_day", status: 200, lines: []string{date, "Expires: Mon, 02 Mar 2026 09:00:00 GMT"}, want: 21 * time.Hour},
+		{name: "expires_one_digit_hour_expired", status: 200, lines: []string{date, "Expires: Mon, 02 Mar 2026 9:00:00 GMT"}, want: 0},
+		{name: "expires_extra_spaces_expired", status: 200, lines: []string{date, "Expires: Mon, 02  Mar  2026 09:00:00 GMT"}, want: 0},
+		{name: "expires_upper_case_month_expired", status: 200, lines: []string{date, "Expires: Mon, 02 MAR 2026 09:00:00 GMT"}, want: 0},
+		{name: "expires_other_zone_expired", status: 200, lines: []string{date, "Expires: Mon, 02 Mar 2026 09:00:00 UTC"}, want: 0},
+		{name: "expires_lower_case_gmt", status: 200, lines: []string{date, "Expires: Mon, 02 Mar 2026 09:00:00 gmt"}, want: 21 * time.Hour},
+		{name: "expires_asctime_format", status: 200, lines: []string{date, "Expires: Mon Mar  2 09:00:00 2026"}, want: 21 * time.Hour},
 		{name: "expires_without_date_uses_response_time", status: 200, lines: []string{"Expires: " + httpDate(t0.Add(30*time.Second))}, want: 30 * time.Second},
 		{name: "heuristic_ten_percent", status: 200, lines: []string{date, "Last-Modified: " + httpDate(t0.Add(-10*time.Hour))}, want: time.Hour, wantHeuristic: true},
 		{name: "heuristic_custom_fraction", status: 200, opts: Options{HeuristicFraction: 0.5}, lines: []string{date, "Last-Modified: " + httpDate(t0.Add(-10*time.Hour))}, want: 5 * time.Hour, wantHeuristic: true},
