@@ -22,6 +22,13 @@
 //   - byte ranges served from a complete stored object: [ParseRange],
 //     [IfRangeMatches], [ContentRange].
 //
+// Targeted cache-control fields (RFC 9213) such as CDN-Cache-Control are
+// honoured when [Options.TargetedFields] lists them: the first one present
+// and valid ([ParseTargeted], a strict Structured Field parser) replaces
+// Cache-Control and Expires in every decision above ([ResponseDirectives]).
+// The package never removes or rewrites a field; whether a tier forwards
+// them is the caller's choice.
+//
 // [ParseCacheControl] parses Cache-Control without allocating for up to
 // six directives (unless a quoted-string contains escapes); [Evaluate] is
 // meant for the hit path and does not allocate. All functions are safe for

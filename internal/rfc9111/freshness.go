@@ -47,17 +47,23 @@ func dateValue(e *Entry) time.Time {
 //     is heuristically cacheable (RFC 9110 §15.1) or the response is
 //     public. Without a valid Last-Modified the lifetime is 0.
 //
-// Invalid or conflicting s-maxage/max-age arguments count as 0 (see
-// [Directives]). Negative results are 0.
+// The directives are those of the response's Cache-Control field or, when
+// o honours a targeted field the response carries (RFC 9213, see
+// [Options.TargetedFields]), of that field; Expires (step 4) is then
+// ignored. Invalid or conflicting s-maxage/max-age arguments in
+// Cache-Control count as 0 (see [Directives]). Negative results are 0.
 func FreshnessLifetime(e *Entry, o Options) (d time.Duration, heuristic bool) {
 	if e.TTL > 0 {
 		return e.TTL, false
 	}
-	cc := ParseCacheControl(e.Header["Cache-Control"])
-	return freshnessLifetime(e, &cc, o)
+	cc, targeted := o.responseDirectives(e.Header)
+	return freshnessLifetime(e, &cc, targeted, o)
 }
 
-func freshnessLifetime(e *Entry, cc *Directives, o Options) (time.Duration, bool) {
+// freshnessLifetime is FreshnessLifetime with the response directives cc;
+// targeted reports that they come from a targeted field, so that Expires
+// is ignored (RFC 9213 §2.2).
+func freshnessLifetime(e *Entry, cc *Directives, targeted bool, o Options) (time.Duration, bool) {
 	if e.TTL > 0 {
 		return e.TTL, false
 	}
@@ -67,7 +73,7 @@ func freshnessLifetime(e *Entry, cc *Directives, o Options) (time.Duration, bool
 	if v, present, _ := cc.seconds("max-age"); present {
 		return v, false
 	}
-	if len(e.Header["Expires"]) > 0 {
+	if !targeted && len(e.Header["Expires"]) > 0 {
 		exp, ok := singleDate(e.Header, "Expires", e.ResponseTime)
 		if !ok {
 			return 0, false
@@ -228,11 +234,13 @@ func staleForbidden(cc *Directives) bool {
 //     argument) ⇒ StaleServable;
 //   - otherwise MustValidate.
 //
-// Request directives with invalid arguments count as 0 (max-age=0
-// validates, max-stale=0 allows no staleness).
+// Response directives come from Cache-Control or from the targeted field
+// o selects (see [Options.TargetedFields]). Request directives with
+// invalid arguments count as 0 (max-age=0 validates, max-stale=0 allows no
+// staleness).
 func Evaluate(req *http.Request, e *Entry, now time.Time, o Options) (Verdict, time.Duration) {
 	rcc := ParseCacheControl(req.Header["Cache-Control"])
-	cc := ParseCacheControl(e.Header["Cache-Control"])
+	cc, targeted := o.responseDirectives(e.Header)
 	age := CurrentAge(e, now)
 	if requestNoCache(req, &rcc) || cc.has("no-cache") {
 		return MustValidate, age
@@ -240,7 +248,7 @@ func Evaluate(req *http.Request, e *Entry, now time.Time, o Options) (Verdict, t
 	if v, present, _ := rcc.seconds("max-age"); present && age > v {
 		return MustValidate, age
 	}
-	lifetime, _ := freshnessLifetime(e, &cc, o)
+	lifetime, _ := freshnessLifetime(e, &cc, targeted, o)
 	if lifetime > age {
 		if minFresh, present, _ := rcc.seconds("min-fresh"); present && lifetime-age < minFresh {
 			return MustValidate, age
@@ -287,14 +295,16 @@ func staleWindow(override time.Duration, cc *Directives, name string, def time.D
 // must-revalidate, proxy-revalidate or s-maxage (RFC 9111 §4.2.4 and
 // §5.2.2.2: "if a cache is disconnected, the cache MUST generate an error
 // response rather than reuse the stale response"), nor when the request
-// has no-cache (the client asked for a validated response).
+// has no-cache (the client asked for a validated response). Response
+// directives come from Cache-Control or from the targeted field o selects
+// (see [Options.TargetedFields]).
 func StaleIfError(req *http.Request, e *Entry, now time.Time, o Options) bool {
 	rcc := ParseCacheControl(req.Header["Cache-Control"])
-	cc := ParseCacheControl(e.Header["Cache-Control"])
+	cc, targeted := o.responseDirectives(e.Header)
 	if cc.has("no-cache") || staleForbidden(&cc) || requestNoCache(req, &rcc) {
 		return false
 	}
-	lifetime, _ := freshnessLifetime(e, &cc, o)
+	lifetime, _ := freshnessLifetime(e, &cc, targeted, o)
 	staleness := clampNonNeg(CurrentAge(e, now) - lifetime)
 	if w := staleWindow(e.SIE, &cc, "stale-if-error", o.DefaultStaleIfError); w > 0 && staleness <= w {
 		return true

@@ -31,6 +31,17 @@ type Options struct {
 	// They never apply to responses whose directives forbid serving stale
 	// (no-cache, must-revalidate, proxy-revalidate, s-maxage).
 	DefaultStaleWhileRevalidate, DefaultStaleIfError time.Duration
+
+	// TargetedFields is the cache's target list (RFC 9213 §2.2): the
+	// targeted cache-control fields it honours, most specific first, such
+	// as {"Onioncdn-Cache-Control", CDNCacheControl}. For each response
+	// the first of these fields that is present, valid and non-empty (see
+	// [ParseTargeted]) replaces the Cache-Control field in every decision
+	// of this package (storing, freshness, serving stale, validation), and
+	// Expires is then ignored; Cache-Control applies when none is usable.
+	// Names are matched case-insensitively (canonical names are looked up
+	// fastest). If empty, no targeted field is honoured: plain RFC 9111.
+	TargetedFields []string
 }
 
 func (o Options) fraction() float64 {
@@ -121,6 +132,11 @@ func understood(status int) bool {
 //   - Set-Cookie is not stored unless o.AllowSetCookie (see [Options]).
 //   - must-understand (§5.2.2.3): the response is stored only when the
 //     status is understood (see above), and then its no-store is ignored.
+//
+// The response directives are those of Cache-Control or, when o honours a
+// targeted field the response carries (RFC 9213 §2.2, see
+// [Options.TargetedFields]), of that field; Expires then does not count as
+// explicit freshness.
 func Storable(req *http.Request, status int, h http.Header, ttlOverride bool, o Options) (ok bool, reason string) {
 	if req.Method != http.MethodGet {
 		return false, ReasonMethod
@@ -131,7 +147,7 @@ func Storable(req *http.Request, status int, h http.Header, ttlOverride bool, o 
 	if RequestNoStore(req) {
 		return false, ReasonRequestNoStore
 	}
-	cc := ParseCacheControl(h["Cache-Control"])
+	cc, targeted := o.responseDirectives(h)
 	if cc.has("must-understand") {
 		if !understood(status) {
 			return false, ReasonStatus
@@ -153,7 +169,7 @@ func Storable(req *http.Request, status int, h http.Header, ttlOverride bool, o 
 		return false, ReasonVaryStar
 	}
 	if ttlOverride || heuristicallyCacheable(status) || cc.has("public") ||
-		cc.has("max-age") || cc.has("s-maxage") || len(h["Expires"]) > 0 {
+		cc.has("max-age") || cc.has("s-maxage") || (!targeted && len(h["Expires"]) > 0) {
 		return true, ""
 	}
 	return false, ReasonNoFreshness
