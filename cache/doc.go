@@ -20,6 +20,9 @@
 //     [Cache.AllowSetCookie];
 //   - freshness from s-maxage, max-age, Expires or a Last-Modified
 //     heuristic; the current age goes out in Age on every cached response;
+//   - targeted cache control (RFC 9213): CDN-Cache-Control and the tier's
+//     own [Cache.TargetedFields] take the place of Cache-Control and
+//     Expires for this cache's decisions, and are forwarded unchanged;
 //   - request directives max-age, max-stale, min-fresh, no-cache, no-store,
 //     only-if-cached (504 when nothing usable is stored) and Pragma:
 //     no-cache;

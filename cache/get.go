@@ -135,7 +135,8 @@ func (c *Cache) decode(key string, raw []byte) (*meta, error) {
 		e := m.entry()
 		m.lifetime, _ = rfc9111.FreshnessLifetime(e, c.opts)
 		m.initialAge = rfc9111.CurrentAge(e, m.responseTime)
-		m.noCache = rfc9111.ParseCacheControl(m.header["Cache-Control"]).Has("no-cache")
+		cc, _ := rfc9111.ResponseDirectives(m.header, c.opts) // Cache-Control or a targeted field
+		m.noCache = cc.Has("no-cache")
 		m.derived = true
 	}
 	m.formatted = new(formatted)

@@ -35,7 +35,7 @@ type meta struct {
 	// Derived by Cache.decode for the fast freshness check (see
 	// Cache.evaluate); valid only when derived is set.
 	derived    bool
-	noCache    bool          // the response has Cache-Control: no-cache
+	noCache    bool          // the response has no-cache (Cache-Control or the targeted field used)
 	lifetime   time.Duration // freshness lifetime
 	initialAge time.Duration // corrected_initial_age (RFC 9111 §4.2.3)
 
