@@ -182,16 +182,19 @@ func bodyAllowed(status int) bool {
 }
 
 // shape applies the client's conditionals and Range to a stored (or
-// filling) response and sets the framing headers.
+// filling) response and sets the framing headers. Other fields are sent as
+// stored, a Content-Range on a full response included (RFC 9111 §3.1);
+// the responses made here replace it (206, 416) or drop it (304, and
+// multipart/byteranges, whose top level never has one: RFC 9110 §14.6).
 func (c *Cache) shape(r *http.Request, rp *reply) {
 	h := rp.header
 	rp.off, rp.n = 0, rp.size
 	delete(h, "Content-Length")
-	delete(h, "Content-Range")
 	if rp.status == http.StatusOK {
 		if rfc9111.NotModified(r, h) {
 			rp.status = http.StatusNotModified
 			rp.src = nil
+			delete(h, "Content-Range")
 			return
 		}
 		if rp.size >= 0 {
@@ -211,6 +214,7 @@ func (c *Cache) shape(r *http.Request, rp *reply) {
 				case err == nil && len(ranges) > 1:
 					rp.status = http.StatusPartialContent
 					rp.ranges = ranges
+					delete(h, "Content-Range")
 					rp.ctype = h.Get("Content-Type")
 					rp.bound = multipart.NewWriter(io.Discard).Boundary()
 					h.Set("Content-Type", "multipart/byteranges; boundary="+rp.bound)

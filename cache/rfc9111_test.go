@@ -1,0 +1,287 @@
+package cache
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+// Tests for RFC 9111 rules found missing by conformance checks kept
+// outside the repository (issue 13, section 3).
+
+// TestInvalidExpiresIsExpired: RFC 9111 §5.3, "A cache recipient MUST
+// interpret invalid date formats ... as representing a time in the past".
+// Only RFC 9110 §5.6.7 HTTP-dates are valid (GMT accepted in any case).
+func TestInvalidExpiresIsExpired(t *testing.T) {
+	expires := func(layout string) func(http.ResponseWriter, *http.Request, int64) {
+		return func(w http.ResponseWriter, r *http.Request, n int64) {
+			w.Header().Set("Expires", time.Now().Add(3*time.Hour).UTC().Format(layout))
+			fmt.Fprintf(w, "v%d", n)
+		}
+	}
+	runRuleTests(t, []ruleTest{
+		{name: "one_digit_hour", handler: fixed("Expires", "Sun, 06 Nov 2050 8:49:37 GMT"), steps: []step{
+			{status: 200, body: "v1", origin: 1},
+			{status: 200, body: "v2", origin: 2},
+		}},
+		{name: "two_digit_hour", handler: fixed("Expires", "Sun, 06 Nov 2050 08:49:37 GMT"), steps: []step{
+			{status: 200, body: "v1", origin: 1},
+			{status: 200, body: "v1", cs: "hit", origin: 1},
+		}},
+		{name: "extra_spaces", handler: expires("Mon, 02  Jan  2006 15:04:05 GMT"), steps: []step{
+			{status: 200, body: "v1", origin: 1},
+			{status: 200, body: "v2", origin: 2},
+		}},
+		{name: "other_zone", handler: expires("Monday, 02-Jan-06 15:04:05 PST"), steps: []step{
+			{status: 200, body: "v1", origin: 1},
+			{status: 200, body: "v2", origin: 2},
+		}},
+		{name: "valid_imf_fixdate", handler: expires(http.TimeFormat), steps: []step{
+			{status: 200, body: "v1", origin: 1},
+			{status: 200, body: "v1", cs: "hit", origin: 1},
+		}},
+		{name: "lower_case_gmt_accepted", handler: expires("Mon, 02 Jan 2006 15:04:05 gmt"), steps: []step{
+			{status: 200, body: "v1", origin: 1},
+			{status: 200, body: "v1", cs: "hit", origin: 1},
+		}},
+		{name: "obsolete_formats_accepted", handler: expires("Monday, 02-Jan-06 15:04:05 GMT"), steps: []step{
+			{status: 200, body: "v1", origin: 1},
+			{status: 200, body: "v1", cs: "hit", origin: 1},
+		}},
+		{name: "asctime_accepted", handler: expires(time.ANSIC), steps: []step{
+			{status: 200, body: "v1", origin: 1},
+			{status: 200, body: "v1", cs: "hit", origin: 1},
+		}},
+	})
+}
+
+// TestStoredHeaderFields: response header fields are stored and replayed
+// as received (RFC 9111 §3.1), including unusual ones on a 200; only the
+// hop-by-hop fields and those named by Connection are dropped (§3.1, RFC
+// 9110 §7.6.1).
+func TestStoredHeaderFields(t *testing.T) {
+	kept := [][2]string{
+		{"Content-Range", "bytes 0-1/2"}, // unusual on a 200, but the origin sent it
+		{"Test-Header", "a"},
+		{"X-Test-Header", "b"},
+		{"Content-Type", "text/plain"},
+		{"X-Frame-Options", "deny"},
+		{"X-Xss-Protection", "1"},
+		{"Clear-Site-Data", `"cookies"`},
+		{"Public-Key-Pins", "x"},
+		{"Strict-Transport-Security", "max-age=1"},
+		{"Strict-Transport-Security2", "y"},
+		{"Www-Authenticate", "Basic"},
+		{"Link", "</s.css>; rel=preload"},
+		{"C", "3"},
+	}
+	dropped := []string{"Connection", "A", "B", "Keep-Alive", "Upgrade", "Proxy-Connection", "Proxy-Authenticate"}
+	check := func(t *testing.T, res result, _ *origin) {
+		t.Helper()
+		for _, f := range kept {
+			if got := res.header.Values(f[0]); !slices.Equal(got, []string{f[1]}) {
+				t.Errorf("%s = %q, want %q as received", f[0], got, f[1])
+			}
+		}
+		for _, k := range dropped {
+			if v, ok := res.header[k]; ok {
+				t.Errorf("%s = %q replayed; it is hop-by-hop or named by Connection", k, v)
+			}
+		}
+	}
+	runRuleTests(t, []ruleTest{{name: "replayed_as_received", handler: func(w http.ResponseWriter, r *http.Request, n int64) {
+		w.Header().Set("Cache-Control", "max-age=3600")
+		for _, f := range kept {
+			w.Header().Set(f[0], f[1])
+		}
+		w.Header().Set("Connection", "a, b")
+		w.Header().Set("A", "1")
+		w.Header().Set("B", "2")
+		w.Header().Set("Keep-Alive", "timeout=5")
+		w.Header().Set("Upgrade", "h2c")
+		w.Header().Set("Proxy-Connection", "keep-alive")
+		w.Header().Set("Proxy-Authenticate", "Basic")
+		io.WriteString(w, "xy")
+	}, steps: []step{
+		{status: 200, body: "xy", origin: 1, check: check},
+		{status: 200, body: "xy", cs: "hit", origin: 1, check: check},
+		{method: http.MethodHead, status: 200, body: "", cs: "hit", origin: 1, check: check},
+	}}})
+}
+
+// TestStoredContentRangeAndRanges: a Content-Range stored with a 200 does
+// not leak into the responses the cache makes from it: a 206 carries its
+// own, a multipart/byteranges response none at the top level (RFC 9110
+// §14.6), a 304 none.
+func TestStoredContentRangeAndRanges(t *testing.T) {
+	h := func(w http.ResponseWriter, r *http.Request, n int64) {
+		w.Header().Set("Cache-Control", "max-age=3600")
+		w.Header().Set("ETag", `"e"`)
+		w.Header().Set("Content-Range", "bytes 0-9/10")
+		io.WriteString(w, "0123456789")
+	}
+	want := func(cr string) func(*testing.T, result, *origin) {
+		return func(t *testing.T, res result, _ *origin) {
+			t.Helper()
+			if got := res.header.Values("Content-Range"); !slices.Equal(got, []string{cr}) && !(cr == "" && len(got) == 0) {
+				t.Errorf("Content-Range %q, want %q", got, cr)
+			}
+		}
+	}
+	runRuleTests(t, []ruleTest{{name: "ranges", handler: h, steps: []step{
+		{status: 200, body: "0123456789", origin: 1, check: want("bytes 0-9/10")},
+		{hdr: []string{"Range", "bytes=2-3"}, status: 206, body: "23", origin: 1, check: want("bytes 2-3/10")},
+		{hdr: []string{"Range", "bytes=0-0,5-5"}, status: 206, body: "-", origin: 1, check: want("")},
+		{hdr: []string{"If-None-Match", `"e"`}, status: 304, body: "", origin: 1, check: want("")},
+		{hdr: []string{"Range", "bytes=20-"}, status: 416, body: "", origin: 1, check: want("bytes */10")},
+	}}})
+}
+
+// rawOrigin serves every request with the raw bytes resp(method), then
+// closes the connection if close is set.
+func rawOrigin(t *testing.T, resp func(method string) string, close bool) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				br := bufio.NewReader(c)
+				for {
+					req, err := http.ReadRequest(br)
+					if err != nil {
+						return
+					}
+					io.Copy(io.Discard, req.Body)
+					if _, err := io.WriteString(c, resp(req.Method)); err != nil || close {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	return "http://" + ln.Addr().String()
+}
+
+// TestTransferEncodingNever502: a valid upstream response that uses
+// Transfer-Encoding is served, stored and replayed (RFC 9112 §6.1, §7.1),
+// in handler and RoundTrip mode. A request from the cache never carries
+// TE, so chunked is the only transfer coding a valid response to it can
+// use (RFC 9112 §7.4: "If the TE field value is empty or if no TE field
+// is present, the only acceptable transfer coding is chunked").
+func TestTransferEncodingNever502(t *testing.T) {
+	const cc = "Cache-Control: max-age=60\r\n"
+	tests := []struct {
+		name   string
+		head   string // status line and fields, without the final CRLF
+		body   string // after the head's blank line
+		close  bool   // the origin closes after the response
+		status int
+		want   string // body the client receives
+	}{
+		{"chunked", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n" + cc, "5\r\nhello\r\n0\r\n\r\n", false, 200, "hello"},
+		{"chunked_upper_case", "HTTP/1.1 200 OK\r\nTransfer-Encoding: Chunked\r\n" + cc, "5\r\nhello\r\n0\r\n\r\n", false, 200, "hello"},
+		{"chunked_several_chunks", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n" + cc, "2\r\nhe\r\n3\r\nllo\r\n0\r\n\r\n", false, 200, "hello"},
+		{"chunk_extensions", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n" + cc, "5;name=value\r\nhello\r\n0;x\r\n\r\n", false, 200, "hello"},
+		{"trailer_section", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: X-Sum\r\n" + cc, "5\r\nhello\r\n0\r\nX-Sum: 1\r\n\r\n", false, 200, "hello"},
+		{"chunked_with_content_length", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n" + cc, "5\r\nhello\r\n0\r\n\r\n", true, 200, "hello"},
+		{"chunked_empty_body", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n" + cc, "0\r\n\r\n", false, 200, ""},
+		{"chunked_404", "HTTP/1.1 404 Not Found\r\nTransfer-Encoding: chunked\r\n" + cc, "5\r\nhello\r\n0\r\n\r\n", false, 404, "hello"},
+		{"chunked_uncacheable", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nCache-Control: no-store\r\n", "5\r\nhello\r\n0\r\n\r\n", false, 200, "hello"},
+		{"204_with_transfer_encoding", "HTTP/1.1 204 No Content\r\nTransfer-Encoding: chunked\r\n" + cc, "", false, 204, ""},
+		{"http10_ignores_transfer_encoding", "HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n" + cc, "hello", true, 200, "hello"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			u, _ := url.Parse(rawOrigin(t, func(method string) string {
+				if method == http.MethodHead {
+					return tt.head + "\r\n"
+				}
+				return tt.head + "\r\n" + tt.body
+			}, tt.close))
+			c := &Cache{Upstream: u, Logger: testLogger(t)}
+			srv := httptest.NewServer(c)
+			defer srv.Close()
+			for i, m := range []string{"GET", "GET", "HEAD"} {
+				req, _ := http.NewRequest(m, srv.URL+"/x", nil)
+				resp, err := srv.Client().Do(req)
+				if err != nil {
+					t.Fatalf("%s %d: %v", m, i, err)
+				}
+				b, err := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if err != nil || resp.StatusCode != tt.status || (m == "GET" && string(b) != tt.want) {
+					t.Errorf("%s %d: %d %q %v; want %d %q", m, i, resp.StatusCode, b, err, tt.status, tt.want)
+				}
+				if err := c.Shutdown(t.Context()); err != nil {
+					t.Fatal(err)
+				}
+			}
+			// RoundTrip mode.
+			rt := &Cache{Upstream: u}
+			req, _ := http.NewRequest("GET", "http://example.com/x", nil)
+			resp, err := rt.RoundTrip(req)
+			if err != nil {
+				t.Fatalf("RoundTrip: %v", err)
+			}
+			b, err := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if err != nil || resp.StatusCode != tt.status || string(b) != tt.want {
+				t.Errorf("RoundTrip: %d %q %v; want %d %q", resp.StatusCode, b, err, tt.status, tt.want)
+			}
+		})
+	}
+}
+
+// TestTransferEncodingOnRevalidationAndHEAD: a 304 and a response to HEAD
+// may carry Transfer-Encoding without a body (RFC 9112 §6.1).
+func TestTransferEncodingOnRevalidationAndHEAD(t *testing.T) {
+	o := newOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "max-age=10, public")
+		w.Header().Set("ETag", `"e"`)
+		if r.Header.Get("If-None-Match") == `"e"` || r.Method == http.MethodHead {
+			// Hijack to send a body-less response that declares chunked.
+			hj, _ := w.(http.Hijacker)
+			conn, buf, _ := hj.Hijack()
+			defer conn.Close()
+			status := "304 Not Modified"
+			if r.Method == http.MethodHead {
+				status = "200 OK"
+			}
+			fmt.Fprintf(buf, "HTTP/1.1 %s\r\nTransfer-Encoding: chunked\r\nETag: \"e\"\r\nCache-Control: max-age=10, public\r\nConnection: close\r\n\r\n", status)
+			buf.Flush()
+			return
+		}
+		io.WriteString(w, "body")
+	})
+	tr := newTier(t, o, nil)
+	if res := tr.mustDo(t, "GET", "/r"); res.status != 200 || res.body != "body" {
+		t.Fatalf("first GET: %d %q", res.status, res.body)
+	}
+	tr.c.Shutdown(t.Context())
+	tr.clock.Advance(time.Minute)
+	if res := tr.mustDo(t, "GET", "/r"); res.status != 200 || res.body != "body" || !strings.Contains(cacheStatus(res), "fwd-status=304") {
+		t.Errorf("revalidated GET: %d %q %q", res.status, res.body, cacheStatus(res))
+	}
+	// HEAD with Authorization goes upstream as HEAD.
+	if res := tr.mustDo(t, "HEAD", "/r", "Authorization", "Bearer x"); res.status != 200 {
+		t.Errorf("HEAD: %d", res.status)
+	}
+}
