@@ -83,7 +83,9 @@ func TestStoredHeaderFields(t *testing.T) {
 		{"Link", "</s.css>; rel=preload"},
 		{"C", "3"},
 	}
-	dropped := []string{"Connection", "A", "B", "Keep-Alive", "Upgrade", "Proxy-Connection", "Proxy-Authenticate"}
+	// Proxy-Authenticate and Proxy-Authentication-Info are for the next
+	// client only and MUST NOT be stored (RFC 9111 §3.1).
+	dropped := []string{"Connection", "A", "B", "Keep-Alive", "Upgrade", "Proxy-Connection", "Proxy-Authenticate", "Proxy-Authentication-Info"}
 	check := func(t *testing.T, res result, _ *origin) {
 		t.Helper()
 		for _, f := range kept {
@@ -109,6 +111,7 @@ func TestStoredHeaderFields(t *testing.T) {
 		w.Header().Set("Upgrade", "h2c")
 		w.Header().Set("Proxy-Connection", "keep-alive")
 		w.Header().Set("Proxy-Authenticate", "Basic")
+		w.Header().Set("Proxy-Authentication-Info", "nextnonce=x")
 		io.WriteString(w, "xy")
 	}, steps: []step{
 		{status: 200, body: "xy", origin: 1, check: check},
@@ -283,5 +286,24 @@ func TestTransferEncodingOnRevalidationAndHEAD(t *testing.T) {
 	// HEAD with Authorization goes upstream as HEAD.
 	if res := tr.mustDo(t, "HEAD", "/r", "Authorization", "Bearer x"); res.status != 200 {
 		t.Errorf("HEAD: %d", res.status)
+	}
+}
+
+// TestTransferCodingNotAcceptable pins what happens to a response with a
+// transfer coding other than chunked: the cache never sends TE, so such a
+// response is not acceptable (RFC 9112 §7.4) and net/http's transport
+// refuses it; the client gets the ErrorHandler's 502, never a body the
+// cache could not decode.
+func TestTransferCodingNotAcceptable(t *testing.T) {
+	u, _ := url.Parse(rawOrigin(t, func(string) string {
+		return "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\nCache-Control: max-age=60\r\n\r\n5\r\nhello\r\n0\r\n\r\n"
+	}, false))
+	o := newOrigin(t, func(w http.ResponseWriter, r *http.Request) {})
+	tr := newTier(t, o, func(c *Cache) { c.Upstream = u })
+	if res := tr.mustDo(t, "GET", "/x"); res.status != http.StatusBadGateway || res.body != "" {
+		t.Errorf("got %d %q, want 502 without a body", res.status, res.body)
+	}
+	if te := o.last(); te != nil {
+		t.Errorf("unexpected request to the placeholder origin")
 	}
 }
