@@ -198,8 +198,9 @@ func update304Excluded(name string) bool {
 // updated). fresh is not modified; stored gets copies of its values.
 //
 // The caller should then set the entry's RequestTime and ResponseTime to
-// those of the revalidation (Date and Age now come from the 304), and
-// check [Storable] again on the merged header: a 304 can add no-store or
+// those of the revalidation (Date and Age now come from the 304), remove
+// the fields a qualified private names with [StripPrivate], and check
+// [Storable] again on the merged header: a 304 can add no-store or
 // private.
 func Update304(stored, fresh http.Header) {
 	var skip []string
