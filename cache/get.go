@@ -135,8 +135,7 @@ func (c *Cache) decode(key string, raw []byte) (*meta, error) {
 		e := m.entry()
 		m.lifetime, _ = rfc9111.FreshnessLifetime(e, c.opts)
 		m.initialAge = rfc9111.CurrentAge(e, m.responseTime)
-		cc, _ := rfc9111.ResponseDirectives(m.header, c.opts) // Cache-Control or a targeted field
-		m.noCache = cc.Has("no-cache")
+		m.noCache, m.noCacheFields = rfc9111.NoCache(m.header, c.opts) // Cache-Control or a targeted field
 		m.derived = true
 	}
 	m.formatted = new(formatted)
@@ -187,6 +186,7 @@ type flightResult struct {
 	pass     *http.Response // a response that cannot be shared: the leader's alone
 	reval    string         // store key of the object a 304 just revalidated
 	upErr    error          // upstream failed (pass may hold its 5xx) while a stale object was stored
+	private  http.Header    // fields of a qualified private, not stored: for the leader's client only
 	retry    bool           // something fresh (or a fill) appeared meanwhile: look again
 	stale    bool           // the leader's stored object was stale
 	varyMiss bool           // the leader found a variant index without its variant
@@ -389,6 +389,7 @@ func (c *Cache) fetch(ctx context.Context, cancel context.CancelFunc, base strin
 		m.derived = false
 		m.header = stale.meta.header.Clone()
 		rfc9111.Update304(m.header, resp.Header) // incl. the upstream's Cache-Status for this validation
+		fr.private = rfc9111.StripPrivate(m.header, c.opts)
 		m.requestTime, m.responseTime = reqTime, respTime
 		if ok, _ := rfc9111.Storable(out, m.status, m.header, m.ttl > 0, c.opts); !ok {
 			// The 304 made the response unstorable (e.g. added private).
@@ -427,6 +428,9 @@ func (c *Cache) fetch(ctx context.Context, cancel context.CancelFunc, base strin
 		fr.pass = resp
 		return fr, nil
 	}
+	// Fields a qualified private names are not stored (RFC 9111
+	// §5.2.2.7); the leader's client still gets them.
+	fr.private = rfc9111.StripPrivate(resp.Header, c.opts)
 	// The upstream's Cache-Status members are stored with the response
 	// (RFC 9211 §2: caches preserve the members of the caches before
 	// them); this cache's own member is appended when it is sent, or all
@@ -708,7 +712,7 @@ func (c *Cache) get(ctx context.Context, r *http.Request, rec *Record, dst http.
 					disp = FwdVary
 				}
 				rec.Disposition = disp
-				return c.fillReply(r, f, disp, dst), nil
+				return c.fillReply(r, f, disp, dst).with(fr.private), nil
 			}
 			if !f.matches(r) {
 				continue
@@ -730,7 +734,11 @@ func (c *Cache) get(ctx context.Context, r *http.Request, rec *Record, dst http.
 			}
 			rec.Disposition = Revalidated
 			st = stored{obj: o, meta: m, key: fr.reval}
-			return c.storedReply(r, &st, rfc9111.CurrentAge(m.entry(), c.now()), Revalidated, dst), nil
+			rp := c.storedReply(r, &st, rfc9111.CurrentAge(m.entry(), c.now()), Revalidated, dst)
+			if leader {
+				rp.with(fr.private)
+			}
+			return rp, nil
 		case fr.upErr != nil:
 			if st.obj != nil && rfc9111.StaleIfError(r, st.entry(), c.now(), c.opts) {
 				if leader {
@@ -775,7 +783,7 @@ func (c *Cache) direct(ctx context.Context, base string, r *http.Request, rec *R
 		rec.Disposition = Miss
 	}
 	if fr.fill != nil {
-		return c.fillReply(r, fr.fill, rec.Disposition, dst), nil // fetch reserved our reference
+		return c.fillReply(r, fr.fill, rec.Disposition, dst).with(fr.private), nil // fetch reserved our reference
 	}
 	if rec.Disposition == Miss {
 		rec.Disposition = Uncacheable

@@ -121,6 +121,17 @@ func (c *Cache) storedReply(r *http.Request, st *stored, age time.Duration, disp
 	obj, m := st.obj, st.meta
 	st.obj = nil
 	h := replyHeader(dst, m.header) // m is shared (see decode)
+	if disp != Revalidated && disp != Collapsed {
+		// Served without validation: not the fields of a qualified
+		// no-cache (RFC 9111 §5.2.2.4).
+		fields := m.noCacheFields
+		if !m.derived {
+			_, fields = rfc9111.NoCache(m.header, c.opts)
+		}
+		for _, f := range fields {
+			delete(h, f)
+		}
+	}
 	rp := &reply{
 		status: m.status, header: h, inDst: dst != nil, src: objSource{obj}, size: obj.Size(),
 		closer: obj, disp: disp, stored: true, meta: m,
@@ -137,6 +148,15 @@ func (c *Cache) storedReply(r *http.Request, st *stored, age time.Duration, disp
 		rp.fwd = http.StatusNotModified
 	}
 	c.shape(r, rp)
+	return rp
+}
+
+// with adds fields (the private fields of the leader's response) to rp's
+// header and returns rp.
+func (rp *reply) with(fields http.Header) *reply {
+	for k, v := range fields {
+		rp.header[k] = v
+	}
 	return rp
 }
 
