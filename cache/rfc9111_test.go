@@ -307,3 +307,148 @@ func TestTransferCodingNotAcceptable(t *testing.T) {
 		t.Errorf("unexpected request to the placeholder origin")
 	}
 }
+
+// TestQualifiedNoCache: with no-cache="field" the response is stored and
+// reused, but the named fields "MUST NOT be sent in the response to a
+// subsequent request without successful revalidation" (RFC 9111
+// §5.2.2.4).
+func TestQualifiedNoCache(t *testing.T) {
+	has := func(want bool) func(*testing.T, result, *origin) {
+		return func(t *testing.T, res result, _ *origin) {
+			t.Helper()
+			if got := res.header.Get("X-A") != ""; got != want {
+				t.Errorf("X-A present %v, want %v", got, want)
+			}
+			if res.header.Get("X-B") != "2" || res.header.Get("X-C") != "" && want {
+				t.Errorf("X-B %q, X-C %q", res.header.Get("X-B"), res.header.Get("X-C"))
+			}
+		}
+	}
+	h := func(w http.ResponseWriter, r *http.Request, n int64) {
+		w.Header().Add("Cache-Control", `no-cache="X-A, x-c"`)
+		w.Header().Add("Cache-Control", "max-age=3600, stale-if-error=3600")
+		w.Header().Set("ETag", `"e"`)
+		w.Header().Set("X-A", "1")
+		w.Header().Set("X-B", "2")
+		if n == 3 {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		if r.Header.Get("If-None-Match") == `"e"` {
+			w.WriteHeader(http.StatusNotModified)
+			return
+		}
+		fmt.Fprintf(w, "v%d", n)
+	}
+	runRuleTests(t, []ruleTest{{name: "fields_only_after_validation", handler: h, steps: []step{
+		{status: 200, body: "v1", origin: 1, check: has(true)},
+		{status: 200, body: "v1", cs: "hit", origin: 1, check: has(false)},
+		{method: http.MethodHead, status: 200, body: "", cs: "hit", origin: 1, check: has(false)},
+		{hdr: []string{"If-None-Match", `"e"`}, status: 304, body: "", cs: "hit", origin: 1, check: has(false)},
+		{hdr: []string{"Cache-Control", "no-cache"}, status: 200, body: "v1", cs: "fwd=stale; fwd-status=304", origin: 2, check: has(true)},
+		{status: 200, body: "v1", cs: "hit", origin: 2, check: has(false)},
+		// Stale, validation fails: served under stale-if-error, without X-A.
+		{advance: 90 * time.Minute, status: 200, body: "v1", cs: "hit", origin: 3, check: has(false)},
+	}}})
+}
+
+// TestQualifiedPrivate: with private="field" a shared cache "MUST NOT
+// store the listed header fields ... but MAY store the remainder of the
+// response message without those fields" (RFC 9111 §5.2.2.7). The client
+// whose request fetched the response still gets them.
+func TestQualifiedPrivate(t *testing.T) {
+	user := func(want string) func(*testing.T, result, *origin) {
+		return func(t *testing.T, res result, _ *origin) {
+			t.Helper()
+			if got := res.header.Get("X-User"); got != want {
+				t.Errorf("X-User %q, want %q", got, want)
+			}
+			if res.header.Get("X-Shared") != "s" {
+				t.Errorf("X-Shared %q, want s", res.header.Get("X-Shared"))
+			}
+		}
+	}
+	h := func(w http.ResponseWriter, r *http.Request, n int64) {
+		w.Header().Set("Cache-Control", `private="X-User", max-age=10`)
+		w.Header().Set("ETag", `"e"`)
+		w.Header().Set("X-User", fmt.Sprintf("u%d", n))
+		w.Header().Set("X-Shared", "s")
+		if r.Header.Get("If-None-Match") == `"e"` {
+			w.WriteHeader(http.StatusNotModified)
+			return
+		}
+		fmt.Fprintf(w, "v%d", n)
+	}
+	cookie := func(w http.ResponseWriter, r *http.Request, n int64) {
+		w.Header().Set("Cache-Control", `max-age=60, private="Set-Cookie"`)
+		w.Header().Set("Set-Cookie", fmt.Sprintf("id=%d", n))
+		fmt.Fprintf(w, "v%d", n)
+	}
+	cookieIs := func(want string) func(*testing.T, result, *origin) {
+		return func(t *testing.T, res result, _ *origin) {
+			t.Helper()
+			if got := res.header.Get("Set-Cookie"); got != want {
+				t.Errorf("Set-Cookie %q, want %q", got, want)
+			}
+		}
+	}
+	runRuleTests(t, []ruleTest{
+		{name: "stored_without_fields", handler: h, steps: []step{
+			{status: 200, body: "v1", origin: 1, check: user("u1")},
+			{status: 200, body: "v1", cs: "hit", origin: 1, check: user("")},
+			{method: http.MethodHead, status: 200, body: "", cs: "hit", origin: 1, check: user("")},
+			// A 304 with the field: the client that revalidated gets it,
+			// the stored response does not.
+			{advance: 20 * time.Second, status: 200, body: "v1", cs: "fwd=stale; fwd-status=304", origin: 2, check: user("u2")},
+			{status: 200, body: "v1", cs: "hit", origin: 2, check: user("")},
+		}},
+		{name: "set_cookie_stored_without_it", handler: cookie, steps: []step{
+			{status: 200, body: "v1", origin: 1, check: cookieIs("id=1")},
+			{status: 200, body: "v1", cs: "hit", origin: 1, check: cookieIs("")},
+		}},
+	})
+}
+
+// TestQualifiedPrivateNotCollapsed: a client that joins the fill of a
+// private="field" response does not get the fields meant for the client
+// whose request fetched it.
+func TestQualifiedPrivateNotCollapsed(t *testing.T) {
+	t.Parallel()
+	gate := make(chan struct{})
+	first, second := gatedBody()
+	o := newCountingOrigin(t, func(w http.ResponseWriter, r *http.Request, n int64) {
+		w.Header().Set("Cache-Control", `max-age=600, private="X-User"`)
+		w.Header().Set("X-User", "leader")
+		w.Header().Set("Content-Length", fmt.Sprint(2*chunk))
+		w.Write(first)
+		http.NewResponseController(w).Flush()
+		<-gate
+		w.Write(second)
+	})
+	tr := newTier(t, o, nil)
+	firsts := make(chan struct{}, 2)
+	done := make(chan result, 2)
+	startClient(t.Context(), tr, "/obj", firsts, done)
+	waitN(t, firsts, 1, "the leader's first bytes")
+	startClient(t.Context(), tr, "/obj", firsts, done)
+	waitN(t, firsts, 1, "the follower's first bytes")
+	close(gate)
+	var leaders, followers int
+	for i := 0; i < 2; i++ {
+		res := <-done
+		if res.err != nil || res.status != 200 || len(res.body) != 2*chunk {
+			t.Fatalf("client: %d %v, %d bytes", res.status, res.err, len(res.body))
+		}
+		switch u := res.header.Get("X-User"); {
+		case strings.Contains(cacheStatus(res), "collapsed") && u == "":
+			followers++
+		case !strings.Contains(cacheStatus(res), "collapsed") && u == "leader":
+			leaders++
+		default:
+			t.Errorf("Cache-Status %q with X-User %q", cacheStatus(res), u)
+		}
+	}
+	if leaders != 1 || followers != 1 || o.count.Load() != 1 {
+		t.Errorf("%d leaders, %d followers, %d origin requests; want 1, 1, 1", leaders, followers, o.count.Load())
+	}
+}

@@ -216,9 +216,10 @@ func staleForbidden(cc *Directives) bool {
 //
 //   - request no-cache, or Pragma: no-cache without Cache-Control
 //     (§5.2.1.4, §5.4) ⇒ MustValidate;
-//   - response no-cache, qualified or not (§5.2.2.4; the qualified form
-//     would allow serving without the named fields, validating is the
-//     simple correct choice) ⇒ MustValidate;
+//   - response no-cache without field names (§5.2.2.4) ⇒ MustValidate.
+//     The qualified form no-cache="field" does not force validation: the
+//     caller serves the response without the named fields unless it was
+//     just validated (see [NoCache]);
 //   - request max-age (§5.2.1.1) smaller than the age ⇒ MustValidate;
 //   - fresh (lifetime > age) and, with min-fresh (§5.2.1.3), still fresh
 //     for at least min-fresh ⇒ Fresh; fresh but short of min-fresh ⇒
@@ -242,7 +243,7 @@ func Evaluate(req *http.Request, e *Entry, now time.Time, o Options) (Verdict, t
 	rcc := ParseCacheControl(req.Header["Cache-Control"])
 	cc, targeted := o.responseDirectives(e.Header)
 	age := CurrentAge(e, now)
-	if requestNoCache(req, &rcc) || cc.has("no-cache") {
+	if requestNoCache(req, &rcc) || noCacheAll(&cc) {
 		return MustValidate, age
 	}
 	if v, present, _ := rcc.seconds("max-age"); present && age > v {
@@ -291,7 +292,8 @@ func staleWindow(override time.Duration, cc *Directives, name string, def time.D
 // allowed when the staleness is at most the response's window (e.SIE if
 // positive, else the response's stale-if-error directive, else
 // o.DefaultStaleIfError) or at most the request's stale-if-error, and the
-// window is positive. It is never allowed when the response has no-cache,
+// window is positive. It is never allowed when the response has no-cache
+// (unqualified; the qualified form only hides its fields, see [NoCache]),
 // must-revalidate, proxy-revalidate or s-maxage (RFC 9111 §4.2.4 and
 // §5.2.2.2: "if a cache is disconnected, the cache MUST generate an error
 // response rather than reuse the stale response"), nor when the request
@@ -301,7 +303,7 @@ func staleWindow(override time.Duration, cc *Directives, name string, def time.D
 func StaleIfError(req *http.Request, e *Entry, now time.Time, o Options) bool {
 	rcc := ParseCacheControl(req.Header["Cache-Control"])
 	cc, targeted := o.responseDirectives(e.Header)
-	if cc.has("no-cache") || staleForbidden(&cc) || requestNoCache(req, &rcc) {
+	if noCacheAll(&cc) || staleForbidden(&cc) || requestNoCache(req, &rcc) {
 		return false
 	}
 	lifetime, _ := freshnessLifetime(e, &cc, targeted, o)

@@ -151,7 +151,14 @@ func TestEvaluate(t *testing.T) {
 		{name: "request_max_stale_fresh_is_fresh", reqHdr: []string{"Cache-Control: max-stale"}, respHdr: []string{date, "Cache-Control: max-age=60"}, elapsed: time.Second, want: Fresh},
 		// Response directives.
 		{name: "response_no_cache", respHdr: []string{date, "Cache-Control: no-cache, max-age=60"}, want: MustValidate},
-		{name: "response_no_cache_fields", respHdr: []string{date, `Cache-Control: no-cache="Set-Cookie", max-age=60`}, want: MustValidate},
+		// RFC 9111 §5.2.2.4: with field names, "a cache MAY use the
+		// response to satisfy a subsequent request" (without the fields,
+		// see NoCache).
+		{name: "response_no_cache_fields", respHdr: []string{date, `Cache-Control: no-cache="Set-Cookie", max-age=60`}, want: Fresh},
+		{name: "response_no_cache_fields_stale", respHdr: []string{date, `Cache-Control: no-cache="X-A, X-B", max-age=60`}, elapsed: time.Minute, want: MustValidate},
+		{name: "response_no_cache_empty_argument", respHdr: []string{date, `Cache-Control: no-cache="", max-age=60`}, want: MustValidate},
+		{name: "response_no_cache_bad_argument", respHdr: []string{date, `Cache-Control: no-cache="a b", max-age=60`}, want: MustValidate},
+		{name: "response_no_cache_conflicting", respHdr: []string{date, `Cache-Control: no-cache="a", max-age=60`, "Cache-Control: no-cache"}, want: MustValidate},
 		{name: "response_no_cache_beats_ttl", respHdr: []string{date, "Cache-Control: no-cache"}, ttl: time.Hour, want: MustValidate},
 		{name: "must_revalidate_blocks_max_stale", reqHdr: []string{"Cache-Control: max-stale"}, respHdr: []string{date, "Cache-Control: max-age=60, must-revalidate"}, elapsed: 61 * time.Second, want: MustValidate},
 		{name: "proxy_revalidate_blocks_max_stale", reqHdr: []string{"Cache-Control: max-stale"}, respHdr: []string{date, "Cache-Control: max-age=60, proxy-revalidate"}, elapsed: 61 * time.Second, want: MustValidate},
@@ -212,6 +219,7 @@ func TestStaleIfError(t *testing.T) {
 		{name: "must_revalidate_never", sie: time.Hour, reqHdr: []string{"Cache-Control: stale-if-error=1000"}, respHdr: []string{date, "Cache-Control: max-age=60, must-revalidate, stale-if-error=600"}, elapsed: 61 * time.Second, want: false},
 		{name: "proxy_revalidate_never", respHdr: []string{date, "Cache-Control: max-age=60, proxy-revalidate, stale-if-error=600"}, elapsed: 61 * time.Second, want: false},
 		{name: "s_maxage_never", opts: Options{DefaultStaleIfError: time.Hour}, respHdr: []string{date, "Cache-Control: s-maxage=60, stale-if-error=600"}, elapsed: 61 * time.Second, want: false},
+		{name: "response_no_cache_fields_allowed", respHdr: []string{date, `Cache-Control: max-age=60, no-cache="X-A", stale-if-error=600`}, elapsed: 61 * time.Second, want: true},
 		{name: "response_no_cache_never", respHdr: []string{date, "Cache-Control: no-cache, stale-if-error=600"}, elapsed: time.Second, want: false},
 		{name: "request_no_cache_never", reqHdr: []string{"Cache-Control: no-cache"}, respHdr: []string{date, "Cache-Control: max-age=60, stale-if-error=600"}, elapsed: 61 * time.Second, want: false},
 		{name: "request_pragma_no_cache_never", reqHdr: []string{"Pragma: no-cache"}, respHdr: []string{date, "Cache-Control: max-age=60, stale-if-error=600"}, elapsed: 61 * time.Second, want: false},

@@ -80,7 +80,7 @@ const (
 	ReasonStatus         = "status" // status never stored (1xx, 206, 304) or not understood with must-understand
 	ReasonRequestNoStore = "request-no-store"
 	ReasonNoStore        = "no-store"
-	ReasonPrivate        = "private"
+	ReasonPrivate        = "private"       // unqualified private
 	ReasonAuthorization  = "authorization" // request had Authorization and the response no public/s-maxage/must-revalidate
 	ReasonSetCookie      = "set-cookie"
 	ReasonVaryStar       = "vary-star"
@@ -125,11 +125,13 @@ func understood(status int) bool {
 //   - 206 and 304 are never stored: only complete responses are (ranges
 //     are served from a complete object), and a 304 only updates one
 //     (§4.3.4). 1xx responses are not final.
-//   - private is never stored, even the qualified private="field" form: a
-//     shared cache could store the response without the named fields
-//     (§5.2.2.7), but not storing is simpler and always correct.
+//   - private is never stored. The qualified form private="field" is: the
+//     caller removes the named fields first with [StripPrivate]
+//     (§5.2.2.7). An argument that is not a list of field names counts as
+//     unqualified.
 //   - Vary: * is never stored, so it is never served (§4.1).
-//   - Set-Cookie is not stored unless o.AllowSetCookie (see [Options]).
+//   - Set-Cookie is not stored unless o.AllowSetCookie (see [Options]) or
+//     private="Set-Cookie" says to store the response without it.
 //   - must-understand (§5.2.2.3): the response is stored only when the
 //     status is understood (see above), and then its no-store is ignored.
 //
@@ -155,14 +157,14 @@ func Storable(req *http.Request, status int, h http.Header, ttlOverride bool, o 
 	} else if cc.has("no-store") {
 		return false, ReasonNoStore
 	}
-	if cc.has("private") {
+	if privateAll(&cc) {
 		return false, ReasonPrivate
 	}
 	if len(req.Header["Authorization"]) > 0 &&
 		!cc.has("public") && !cc.has("s-maxage") && !cc.has("must-revalidate") {
 		return false, ReasonAuthorization
 	}
-	if !o.AllowSetCookie && len(h["Set-Cookie"]) > 0 {
+	if !o.AllowSetCookie && len(h["Set-Cookie"]) > 0 && !listsField(&cc, "private", "Set-Cookie") {
 		return false, ReasonSetCookie
 	}
 	if varyStar(h) {
