@@ -409,7 +409,7 @@ func (c *Cache) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		c.record(r, &rec, start)
 		return
 	}
-	rp, err := c.get(r.Context(), r, &rec, w.Header())
+	rp, err := c.get(r.Context(), r, &rec, w)
 	if err != nil {
 		rec.Err = err
 		rec.Disposition = Error

@@ -34,7 +34,10 @@
 //   - a successful POST, PUT, DELETE or PATCH invalidates the target and its
 //     same-origin Location and Content-Location;
 //   - HEAD is answered from a stored GET, Range (single and multiple
-//     ranges, If-Range) from a stored complete response.
+//     ranges, If-Range) from a stored complete response;
+//   - interim responses (1xx, such as 103 Early Hints) are forwarded to the
+//     client whose request the cache sent upstream (in RoundTrip mode, to
+//     its httptrace.ClientTrace) and never stored.
 //
 // Request collapsing: while one upstream response for a key is being
 // stored (a "fill"), every other request for that key reads it from the

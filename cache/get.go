@@ -642,14 +642,23 @@ func (c *Cache) invalidate(r *http.Request, status int, h http.Header) {
 }
 
 // get serves a GET or HEAD request: from the store, from a fill in
-// progress, or through a (collapsed) upstream fetch.
-func (c *Cache) get(ctx context.Context, r *http.Request, rec *Record, dst http.Header) (*reply, error) {
+// progress, or through a (collapsed) upstream fetch. w is the handler's
+// ResponseWriter (nil in RoundTrip mode): the reply's header is built in
+// its header map, and the 1xx responses of this request's upstream fetch
+// are forwarded to it (see interimScope).
+func (c *Cache) get(ctx context.Context, r *http.Request, rec *Record, w http.ResponseWriter) (*reply, error) {
+	var dst http.Header
+	if w != nil {
+		dst = w.Header()
+	}
+	up := interimScope{c: c, w: w, r: r}
+	defer up.stop()
 	noStore := rfc9111.RequestNoStore(r)
 	if noStore || r.Header.Get("Authorization") != "" {
 		// Never shared with other requests; a response to an authorized
 		// request may still be stored if it says it is public.
 		rec.Disposition = FwdRequest
-		return c.direct(ctx, c.baseKey(r), r, rec, !noStore, dst)
+		return c.direct(up.context(ctx), c.baseKey(r), r, rec, !noStore, dst)
 	}
 	base := c.baseKey(r)
 	for attempt := 0; attempt < maxAttempts; attempt++ {
@@ -682,9 +691,9 @@ func (c *Cache) get(ctx context.Context, r *http.Request, rec *Record, dst http.
 		if c.isUnstorable(base) {
 			st.close()
 			rec.Disposition = Uncacheable
-			return c.direct(ctx, base, r, rec, false, dst)
+			return c.direct(up.context(ctx), base, r, rec, false, dst)
 		}
-		fr, leader, err := c.flight(ctx, base, r)
+		fr, leader, err := c.flight(up.context(ctx), base, r)
 		if err != nil {
 			if st.obj != nil && !errors.Is(err, ctx.Err()) && rfc9111.StaleIfError(r, st.entry(), c.now(), c.opts) {
 				rec.Disposition = HitStale
@@ -755,20 +764,20 @@ func (c *Cache) get(ctx context.Context, r *http.Request, rec *Record, dst http.
 				}
 				return nil, fr.upErr
 			}
-			return c.direct(ctx, base, r, rec, true, dst)
+			return c.direct(up.context(ctx), base, r, rec, true, dst)
 		case fr.pass != nil:
 			st.close()
 			if leader {
 				rec.Disposition = Uncacheable
 				return c.passReply(r, fr.pass, Uncacheable), nil
 			}
-			return c.direct(ctx, base, r, rec, true, dst)
+			return c.direct(up.context(ctx), base, r, rec, true, dst)
 		default:
 			st.close()
 			return nil, errors.New("cache: internal error: empty flight result")
 		}
 	}
-	return c.direct(ctx, base, r, rec, true, dst)
+	return c.direct(up.context(ctx), base, r, rec, true, dst)
 }
 
 // direct fetches r upstream for this request alone (no collapsing), with

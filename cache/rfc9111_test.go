@@ -2,11 +2,14 @@ package cache
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httptrace"
+	"net/textproto"
 	"net/url"
 	"slices"
 	"strings"
@@ -450,5 +453,193 @@ func TestQualifiedPrivateNotCollapsed(t *testing.T) {
 	}
 	if leaders != 1 || followers != 1 || o.count.Load() != 1 {
 		t.Errorf("%d leaders, %d followers, %d origin requests; want 1, 1, 1", leaders, followers, o.count.Load())
+	}
+}
+
+// interimOrigin sends 103 Early Hints and 102 Processing before a
+// storable 200, as the origin of TestInterimResponses.
+func interimOrigin(t *testing.T) *origin {
+	return newOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Link", "</s.css>; rel=preload; as=style")
+		w.Header().Set("X-Hint", "early")
+		w.WriteHeader(http.StatusEarlyHints)
+		delete(w.Header(), "Link") // net/http keeps a 1xx's fields for the final response
+		delete(w.Header(), "X-Hint")
+		w.WriteHeader(http.StatusProcessing)
+		w.Header().Set("Cache-Control", "max-age=60")
+		io.WriteString(w, "final")
+	})
+}
+
+type interim struct {
+	code   int
+	header http.Header
+}
+
+// getWithTrace sends GET url with a trace recording the interim responses.
+func getWithTrace(t *testing.T, client *http.Client, url string, hdr ...string) (result, []interim) {
+	t.Helper()
+	var got []interim
+	ctx := httptrace.WithClientTrace(t.Context(), &httptrace.ClientTrace{
+		Got1xxResponse: func(code int, h textproto.MIMEHeader) error {
+			got = append(got, interim{code, http.Header(h).Clone()})
+			return nil
+		},
+	})
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return result{status: resp.StatusCode, header: resp.Header, body: string(b)}, got
+}
+
+// TestInterimResponses: a proxy "MUST forward 1xx responses unless the
+// proxy itself requested the generation of the 1xx response" (RFC 9110
+// §15.2); they are never stored (RFC 9111 §3: only final responses), and
+// a 103's fields are not part of the final response (RFC 8297 §2).
+func TestInterimResponses(t *testing.T) {
+	o := interimOrigin(t)
+	tr := newTier(t, o, nil)
+	// A middleware in front of the cache sets a field of its own.
+	mw := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Middleware", "1")
+		tr.c.ServeHTTP(w, r)
+	}))
+	t.Cleanup(mw.Close)
+
+	res, got := getWithTrace(t, mw.Client(), mw.URL+"/r")
+	if res.status != 200 || res.body != "final" {
+		t.Fatalf("final response %d %q", res.status, res.body)
+	}
+	if len(got) != 2 || got[0].code != 103 || got[1].code != 102 {
+		t.Fatalf("interim responses %+v, want 103 then 102", got)
+	}
+	if got[0].header.Get("Link") != "</s.css>; rel=preload; as=style" || got[0].header.Get("X-Hint") != "early" {
+		t.Errorf("103 fields %v", got[0].header)
+	}
+	if got[0].header.Get("X-Middleware") != "" || got[1].header.Get("Link") != "" {
+		t.Errorf("interim responses carry fields that are not theirs: %+v", got)
+	}
+	if res.header.Get("Link") != "" || res.header.Get("X-Hint") != "" {
+		t.Errorf("final response carries the 103's fields: %v", res.header)
+	}
+	if res.header.Get("X-Middleware") != "1" {
+		t.Errorf("final response lost the middleware's field: %v", res.header)
+	}
+	tr.c.Shutdown(t.Context())
+
+	// The stored response has neither the 1xx nor their fields.
+	res, got = getWithTrace(t, mw.Client(), mw.URL+"/r")
+	if res.body != "final" || !strings.HasPrefix(cacheStatus(res), "hit") || len(got) != 0 || res.header.Get("Link") != "" {
+		t.Errorf("hit: %q %q, interim %+v, Link %q", res.body, cacheStatus(res), got, res.header.Get("Link"))
+	}
+	if n := o.count.Load(); n != 1 {
+		t.Errorf("origin saw %d requests, want 1", n)
+	}
+}
+
+// TestInterimResponsesRoundTrip: in RoundTrip mode the 1xx responses go to
+// the caller's httptrace.ClientTrace, like http.Transport's.
+func TestInterimResponsesRoundTrip(t *testing.T) {
+	o := interimOrigin(t)
+	u, _ := url.Parse(o.URL)
+	c := &Cache{Upstream: u}
+	res, got := getWithTrace(t, &http.Client{Transport: c}, "http://example.com/r")
+	if res.status != 200 || res.body != "final" || len(got) != 2 || got[0].code != 103 || got[0].header.Get("Link") == "" {
+		t.Errorf("RoundTrip: %d %q, interim %+v", res.status, res.body, got)
+	}
+	if res.header.Get("Link") != "" {
+		t.Errorf("final response carries the 103's fields: %v", res.header)
+	}
+}
+
+// TestInterimResponsesNotToHTTP10: "A server MUST NOT send a 1xx response
+// to an HTTP/1.0 client" (RFC 9110 §15.2).
+func TestInterimResponsesNotToHTTP10(t *testing.T) {
+	tr := newTier(t, interimOrigin(t), nil)
+	conn, err := net.Dial("tcp", tr.srv.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	io.WriteString(conn, "GET /r HTTP/1.0\r\nHost: example.com\r\n\r\n")
+	b, err := io.ReadAll(conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(string(b), "HTTP/1.0 200 ") || !strings.HasSuffix(string(b), "final") {
+		t.Errorf("HTTP/1.0 client got %q", b)
+	}
+}
+
+// TestInterimAfterClientLeft: a 1xx that arrives after the client that
+// started the fill went away is dropped (the handler has returned), and
+// a client collapsed on the fill gets none (run with -race).
+func TestInterimAfterClientLeft(t *testing.T) {
+	gate := make(chan struct{})
+	o := newOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Link", "</a.css>; rel=preload")
+		w.WriteHeader(http.StatusEarlyHints)
+		<-gate
+		w.WriteHeader(http.StatusEarlyHints)
+		delete(w.Header(), "Link")
+		w.Header().Set("Cache-Control", "max-age=60")
+		io.WriteString(w, "final")
+	})
+	tr := newTier(t, o, nil)
+	ctx, cancel := context.WithCancel(t.Context())
+	got := make(chan int, 4)
+	trace := httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
+		Got1xxResponse: func(code int, _ textproto.MIMEHeader) error {
+			got <- code
+			return nil
+		},
+	})
+	req, _ := http.NewRequestWithContext(trace, http.MethodGet, tr.srv.URL+"/r", nil)
+	errc := make(chan error, 1)
+	go func() {
+		resp, err := tr.srv.Client().Do(req)
+		if err == nil {
+			resp.Body.Close()
+		}
+		errc <- err
+	}()
+	select {
+	case code := <-got:
+		if code != http.StatusEarlyHints {
+			t.Fatalf("first interim response %d", code)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("no 103 forwarded")
+	}
+	cancel()
+	if err := <-errc; err == nil {
+		t.Fatal("the cancelled request succeeded")
+	}
+	// A second client collapses on the fill, then the origin goes on.
+	done := make(chan struct{})
+	var res result
+	var interims []interim
+	go func() {
+		defer close(done)
+		res, interims = getWithTrace(t, tr.srv.Client(), tr.srv.URL+"/r")
+	}()
+	time.Sleep(50 * time.Millisecond) // let it join the flight
+	close(gate)
+	<-done
+	if res.status != 200 || res.body != "final" || len(interims) != 0 {
+		t.Errorf("collapsed client: %d %q, interim %+v", res.status, res.body, interims)
+	}
+	if n := o.count.Load(); n != 1 {
+		t.Errorf("origin saw %d requests, want 1", n)
 	}
 }
