@@ -18,7 +18,8 @@
 //     storing), [NoCache] (fields not served without validation);
 //   - which stored variant a request selects: [VaryKey];
 //   - how to revalidate and merge the answer: [ValidationHeaders],
-//     [Update304];
+//     [Update304], and when a response to HEAD may update a stored GET
+//     response: [HEADUpdates];
 //   - whether a client's conditional request gets a 304: [NotModified];
 //   - which keys an unsafe request invalidates: [InvalidationTargets];
 //   - byte ranges served from a complete stored object: [ParseRange],
