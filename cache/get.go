@@ -382,6 +382,9 @@ func (c *Cache) fetch(ctx context.Context, cancel context.CancelFunc, base strin
 	}
 	fr := &flightResult{upstream: respTime.Sub(reqTime)}
 	hygiene.CleanResponse(resp.Header, c.StripServerHeaders)
+	if out.Method == http.MethodHead && resp.StatusCode == http.StatusOK && !rfc9111.RequestNoStore(r) {
+		c.updateFromHEAD(ctx, base, r, out, resp.Header, reqTime, respTime)
+	}
 	if stale != nil && resp.StatusCode == http.StatusNotModified {
 		resp.Body.Close()
 		defer cancel()
@@ -469,6 +472,42 @@ func (c *Cache) fetch(ctx context.Context, cancel context.CancelFunc, base strin
 	go c.runFill(f, resp, base, collapsed)
 	fr.fill = f
 	return fr, nil
+}
+
+// updateFromHEAD applies a 200 response to HEAD with header h to the
+// stored GET response r selects (RFC 9111 §4.3.5): if rfc9111.HEADUpdates
+// accepts it, the stored header is updated as by a 304 (a policy's
+// Decision stays as stored) with the times of the HEAD exchange;
+// otherwise, or if the merged response may no longer be stored for out
+// (as a GET), the stored response is removed, the way this cache makes a
+// response stale.
+func (c *Cache) updateFromHEAD(ctx context.Context, base string, r, out *http.Request, h http.Header, reqTime, respTime time.Time) {
+	st := c.lookup(ctx, base, r)
+	if st.obj == nil {
+		return
+	}
+	defer st.close()
+	m := *st.meta
+	m.derived = false
+	m.header = st.meta.header.Clone()
+	rfc9111.Update304(m.header, h)
+	rfc9111.StripPrivate(m.header, c.opts)
+	m.requestTime, m.responseTime = reqTime, respTime
+	get := *out
+	get.Method = http.MethodGet
+	ok := m.status == http.StatusOK && rfc9111.HEADUpdates(st.meta.header, st.obj.Size(), h)
+	if ok {
+		ok, _ = rfc9111.Storable(&get, m.status, m.header, m.ttl > 0, c.opts)
+	}
+	var err error
+	if ok {
+		err = c.store.UpdateMeta(ctx, st.key, st.obj.Meta(), m.encode())
+	} else {
+		err = c.store.Delete(ctx, st.key)
+	}
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		c.storeError("update", err)
+	}
 }
 
 // varyIndex makes sure the entry at base is a variant index for vary and

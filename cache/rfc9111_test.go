@@ -643,3 +643,84 @@ func TestInterimAfterClientLeft(t *testing.T) {
 		t.Errorf("origin saw %d requests, want 1", n)
 	}
 }
+
+// TestHEADUpdatesStoredGET: a 200 response to a HEAD the cache sent
+// upstream (a HEAD with Authorization goes upstream as HEAD) updates the
+// stored GET response's fields and freshness when its validators match,
+// and makes it stale otherwise (RFC 9111 §4.3.5; stale here means removed).
+func TestHEADUpdatesStoredGET(t *testing.T) {
+	// headVariant returns an origin whose GET responses are stored for
+	// 10 s and whose HEAD responses carry the given fields.
+	headVariant := func(head ...string) func(http.ResponseWriter, *http.Request, int64) {
+		return func(w http.ResponseWriter, r *http.Request, n int64) {
+			w.Header().Set("X-N", fmt.Sprint(n))
+			if r.Method == http.MethodHead {
+				for i := 0; i+1 < len(head); i += 2 {
+					w.Header().Set(head[i], head[i+1])
+				}
+				return
+			}
+			w.Header().Set("Cache-Control", "public, max-age=10")
+			w.Header().Set("ETag", `"e"`)
+			w.Header().Set("Content-Length", "2")
+			io.WriteString(w, "v1")
+		}
+	}
+	xn := func(want string) func(*testing.T, result, *origin) {
+		return func(t *testing.T, res result, _ *origin) {
+			t.Helper()
+			if got := res.header.Get("X-N"); got != want {
+				t.Errorf("X-N %q, want %q", got, want)
+			}
+		}
+	}
+	auth := []string{"Authorization", "Bearer x"}
+	runRuleTests(t, []ruleTest{
+		{name: "matching_etag_updates", handler: headVariant("ETag", `"e"`, "Content-Length", "2", "Cache-Control", "public, max-age=1000"), steps: []step{
+			{status: 200, body: "v1", origin: 1, check: xn("1")},
+			{advance: 20 * time.Second, method: http.MethodHead, hdr: auth, status: 200, body: "", cs: "fwd=request", origin: 2, check: xn("2")},
+			// Fresh again (max-age=1000 from the HEAD), with its fields.
+			{advance: 100 * time.Second, status: 200, body: "v1", cs: "hit", origin: 2, check: xn("2")},
+		}},
+		{name: "fresh_entry_updated_too", handler: headVariant("ETag", `"e"`, "Cache-Control", "public, max-age=1000"), steps: []step{
+			{status: 200, body: "v1", origin: 1, check: xn("1")},
+			{method: http.MethodHead, hdr: auth, status: 200, body: "", origin: 2, check: xn("2")},
+			{status: 200, body: "v1", cs: "hit", origin: 2, check: xn("2")},
+		}},
+		{name: "other_etag_makes_stale", handler: headVariant("ETag", `"f"`, "Cache-Control", "public, max-age=1000"), steps: []step{
+			{status: 200, body: "v1", origin: 1},
+			{method: http.MethodHead, hdr: auth, status: 200, body: "", origin: 2},
+			{status: 200, body: "v1", cs: "fwd=uri-miss", origin: 3, check: xn("3")},
+		}},
+		{name: "other_length_makes_stale", handler: headVariant("ETag", `"e"`, "Content-Length", "3"), steps: []step{
+			{status: 200, body: "v1", origin: 1},
+			{method: http.MethodHead, hdr: auth, status: 200, body: "", origin: 2},
+			{status: 200, body: "v1", cs: "fwd=uri-miss", origin: 3},
+		}},
+		{name: "no_validator_makes_stale", handler: headVariant("Cache-Control", "public, max-age=1000"), steps: []step{
+			{status: 200, body: "v1", origin: 1},
+			{method: http.MethodHead, hdr: auth, status: 200, body: "", origin: 2},
+			{status: 200, body: "v1", cs: "fwd=uri-miss", origin: 3},
+		}},
+		{name: "head_adding_private_removes", handler: headVariant("ETag", `"e"`, "Cache-Control", "private"), steps: []step{
+			{status: 200, body: "v1", origin: 1},
+			{method: http.MethodHead, hdr: auth, status: 200, body: "", origin: 2},
+			{status: 200, body: "v1", cs: "fwd=uri-miss", origin: 3},
+		}},
+		{name: "authorized_head_needs_public", handler: headVariant("ETag", `"e"`, "Cache-Control", "max-age=1000", "X-User", "alice"), steps: []step{
+			{status: 200, body: "v1", origin: 1},
+			{method: http.MethodHead, hdr: auth, status: 200, body: "", origin: 2},
+			// The authorized response is not shareable: never merged.
+			{status: 200, body: "v1", cs: "fwd=uri-miss", origin: 3, check: func(t *testing.T, res result, _ *origin) {
+				if res.header.Get("X-User") != "" {
+					t.Errorf("an authorized HEAD response's field reached another client")
+				}
+			}},
+		}},
+		{name: "request_no_store_touches_nothing", handler: headVariant("ETag", `"f"`), steps: []step{
+			{status: 200, body: "v1", origin: 1},
+			{method: http.MethodHead, hdr: []string{"Cache-Control", "no-store"}, status: 200, body: "", origin: 2},
+			{status: 200, body: "v1", cs: "hit", origin: 2, check: xn("1")},
+		}},
+	})
+}
