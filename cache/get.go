@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/url"
 	"slices"
@@ -453,6 +454,7 @@ func (c *Cache) fetch(ctx context.Context, cancel context.CancelFunc, base strin
 		nonce, err := c.varyIndex(ctx, base, resp.Header["Vary"])
 		if err != nil {
 			c.storeError("create", err)
+			maps.Copy(resp.Header, fr.private) // not stored after all: all of it to the leader
 			fr.pass = resp
 			return fr, nil
 		}
@@ -461,6 +463,7 @@ func (c *Cache) fetch(ctx context.Context, cancel context.CancelFunc, base strin
 	w, err := c.store.Create(ctx, key, m.encode())
 	if err != nil {
 		c.storeError("create", err)
+		maps.Copy(resp.Header, fr.private)
 		fr.pass = resp
 		return fr, nil
 	}

@@ -3,6 +3,7 @@ package cache
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -723,4 +724,25 @@ func TestHEADUpdatesStoredGET(t *testing.T) {
 			{status: 200, body: "v1", cs: "hit", origin: 2, check: xn("1")},
 		}},
 	})
+}
+
+// refusingStore is a MemoryStore whose Create always fails (a full disk).
+type refusingStore struct{ *MemoryStore }
+
+func (refusingStore) Create(context.Context, string, []byte) (Writer, error) {
+	return nil, errors.New("disk full")
+}
+
+// TestQualifiedPrivateStoreRefuses: when the store refuses the response,
+// the client that fetched it gets all of it, the private fields included.
+func TestQualifiedPrivateStoreRefuses(t *testing.T) {
+	o := newOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", `max-age=60, private="X-User"`)
+		w.Header().Set("X-User", "alice")
+		io.WriteString(w, "v")
+	})
+	tr := newTier(t, o, func(c *Cache) { c.Store = refusingStore{&MemoryStore{}} })
+	if res := tr.mustDo(t, "GET", "/r"); res.status != 200 || res.body != "v" || res.header.Get("X-User") != "alice" {
+		t.Errorf("got %d %q, X-User %q; want the whole response", res.status, res.body, res.header.Get("X-User"))
+	}
 }
