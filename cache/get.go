@@ -637,7 +637,9 @@ func (c *Cache) revalidateInBackground(base string, r *http.Request) {
 	c.bg[base] = struct{}{}
 	c.work.Add(1)
 	c.mu.Unlock()
-	ctx := context.WithoutCancel(r.Context())
+	// Not the client's: its cancellation, nor its ClientTrace (RoundTrip
+	// mode), which would be called after its request is over.
+	ctx := noTrace{context.WithoutCancel(r.Context())}
 	br := r.Clone(ctx)
 	go func() {
 		defer c.work.Done()

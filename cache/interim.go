@@ -88,3 +88,16 @@ func (iw *interimWriter) forward(code int, header textproto.MIMEHeader) error {
 	maps.Copy(h, saved)
 	return nil
 }
+
+// noTrace is a context without the httptrace.ClientTrace of its parent:
+// for upstream requests made on a client's behalf after that client's
+// request is over (background revalidation).
+type noTrace struct{ context.Context }
+
+func (c noTrace) Value(key any) any {
+	v := c.Context.Value(key)
+	if _, ok := v.(*httptrace.ClientTrace); ok {
+		return nil
+	}
+	return v
+}

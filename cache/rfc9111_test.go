@@ -14,6 +14,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -744,5 +745,55 @@ func TestQualifiedPrivateStoreRefuses(t *testing.T) {
 	tr := newTier(t, o, func(c *Cache) { c.Store = refusingStore{&MemoryStore{}} })
 	if res := tr.mustDo(t, "GET", "/r"); res.status != 200 || res.body != "v" || res.header.Get("X-User") != "alice" {
 		t.Errorf("got %d %q, X-User %q; want the whole response", res.status, res.body, res.header.Get("X-User"))
+	}
+}
+
+// TestInterimNotFromBackgroundRevalidation: in RoundTrip mode the 1xx of
+// a stale-while-revalidate refresh, which runs after RoundTrip returned,
+// do not reach the ClientTrace of the request that triggered it.
+func TestInterimNotFromBackgroundRevalidation(t *testing.T) {
+	o := newOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Link", "</a.css>; rel=preload")
+		w.WriteHeader(http.StatusEarlyHints)
+		delete(w.Header(), "Link")
+		w.Header().Set("Cache-Control", "max-age=10, stale-while-revalidate=600")
+		io.WriteString(w, "v")
+	})
+	u, _ := url.Parse(o.URL)
+	clk := newClock()
+	c := &Cache{Upstream: u, Now: clk.Now}
+	client := &http.Client{Transport: c}
+	if _, got := getWithTrace(t, client, "http://example.com/r"); len(got) != 1 {
+		t.Fatalf("miss: %d interim responses, want 1", len(got))
+	}
+	c.Shutdown(t.Context())
+	clk.Advance(time.Minute)
+	var mu sync.Mutex
+	late := 0
+	ctx := httptrace.WithClientTrace(t.Context(), &httptrace.ClientTrace{
+		Got1xxResponse: func(int, textproto.MIMEHeader) error {
+			mu.Lock()
+			late++
+			mu.Unlock()
+			return nil
+		},
+	})
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://example.com/r", nil)
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if err := c.Shutdown(t.Context()); err != nil { // the background revalidation
+		t.Fatal(err)
+	}
+	if n := o.count.Load(); n != 2 {
+		t.Fatalf("origin saw %d requests, want 2 (the background revalidation)", n)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if late != 0 {
+		t.Errorf("the stale hit's trace got %d interim responses of the background revalidation", late)
 	}
 }
