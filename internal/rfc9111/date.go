@@ -155,11 +155,18 @@ func dateOf(year int, month time.Month, day int, tod string) (time.Time, bool) {
 		(sec == 60 && (hour != 23 || minute != 59)) {
 		return time.Time{}, false
 	}
-	t := time.Date(year, month, day, hour, minute, 0, 0, time.UTC)
-	if t.Day() != day { // e.g. 31 Feb
+	if sec == 60 {
+		t := time.Date(year, month, day, hour, minute, 59, 0, time.UTC)
+		if t.Day() != day { // e.g. 31 Feb
+			return time.Time{}, false
+		}
+		return t.Add(time.Second), true
+	}
+	t := time.Date(year, month, day, hour, minute, sec, 0, time.UTC)
+	if t.Day() != day {
 		return time.Time{}, false
 	}
-	return t.Add(time.Duration(sec) * time.Second), true
+	return t, true
 }
 
 // digits parses a non-empty run of ASCII digits.

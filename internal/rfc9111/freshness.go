@@ -56,7 +56,8 @@ func FreshnessLifetime(e *Entry, o Options) (d time.Duration, heuristic bool) {
 	if e.TTL > 0 {
 		return e.TTL, false
 	}
-	cc, targeted := o.responseDirectives(e.Header)
+	var cc Directives
+	targeted := o.responseDirectives(e.Header, &cc)
 	return freshnessLifetime(e, &cc, targeted, o)
 }
 
@@ -241,7 +242,8 @@ func staleForbidden(cc *Directives) bool {
 // staleness).
 func Evaluate(req *http.Request, e *Entry, now time.Time, o Options) (Verdict, time.Duration) {
 	rcc := ParseCacheControl(req.Header["Cache-Control"])
-	cc, targeted := o.responseDirectives(e.Header)
+	var cc Directives
+	targeted := o.responseDirectives(e.Header, &cc)
 	age := CurrentAge(e, now)
 	if requestNoCache(req, &rcc) || noCacheAll(&cc) {
 		return MustValidate, age
@@ -302,7 +304,8 @@ func staleWindow(override time.Duration, cc *Directives, name string, def time.D
 // (see [Options.TargetedFields]).
 func StaleIfError(req *http.Request, e *Entry, now time.Time, o Options) bool {
 	rcc := ParseCacheControl(req.Header["Cache-Control"])
-	cc, targeted := o.responseDirectives(e.Header)
+	var cc Directives
+	targeted := o.responseDirectives(e.Header, &cc)
 	if noCacheAll(&cc) || staleForbidden(&cc) || requestNoCache(req, &rcc) {
 		return false
 	}

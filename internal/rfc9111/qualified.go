@@ -61,7 +61,8 @@ func privateAll(cc *Directives) bool {
 // subsequent request without successful revalidation with the origin
 // server". Both are zero without no-cache.
 func NoCache(h http.Header, o Options) (always bool, fields []string) {
-	cc, _ := o.responseDirectives(h)
+	var cc Directives
+	o.responseDirectives(h, &cc)
 	if !cc.has("no-cache") {
 		return false, nil
 	}
@@ -79,7 +80,8 @@ func NoCache(h http.Header, o Options) (always bool, fields []string) {
 // [Update304] merged. The removed fields may go to the client whose
 // request fetched the response, never to another.
 func StripPrivate(h http.Header, o Options) http.Header {
-	cc, _ := o.responseDirectives(h)
+	var cc Directives
+	o.responseDirectives(h, &cc)
 	if !cc.has("private") {
 		return nil
 	}

@@ -149,7 +149,8 @@ func Storable(req *http.Request, status int, h http.Header, ttlOverride bool, o 
 	if RequestNoStore(req) {
 		return false, ReasonRequestNoStore
 	}
-	cc, targeted := o.responseDirectives(h)
+	var cc Directives
+	targeted := o.responseDirectives(h, &cc)
 	if cc.has("must-understand") {
 		if !understood(status) {
 			return false, ReasonStatus

@@ -40,10 +40,25 @@ const CDNCacheControl = "Cdn-Cache-Control"
 // Cache-Control field: Boolean true is a directive without argument,
 // Integers, Tokens and Strings are its argument.
 func ParseTargeted(values []string) (d Directives, ok bool) {
+	ok = parseTargeted(values, &d)
+	return d, ok
+}
+
+// parseTargeted is ParseTargeted into d, which must be zero; d is zero
+// again when it returns false.
+func parseTargeted(values []string, d *Directives) bool {
+	if !parseDictionary(values, d) {
+		*d = Directives{}
+		return false
+	}
+	return true
+}
+
+func parseDictionary(values []string, d *Directives) bool {
 	var s string
 	switch len(values) {
 	case 0:
-		return Directives{}, false
+		return false
 	case 1:
 		s = values[0]
 	default:
@@ -52,12 +67,12 @@ func ParseTargeted(values []string) (d Directives, ok bool) {
 	p := sfParser{s: s}
 	p.skipSP()
 	if p.done() {
-		return Directives{}, false // empty: ignored (RFC 9213 §2.1)
+		return false // empty: ignored (RFC 9213 §2.1)
 	}
 	for {
 		key, ok := p.key()
 		if !ok {
-			return Directives{}, false
+			return false
 		}
 		x := directive{name: key}
 		kind := sfTrue
@@ -65,24 +80,24 @@ func ParseTargeted(values []string) (d Directives, ok bool) {
 			p.i++
 			x.value, kind, ok = p.itemOrInnerList()
 			if !ok {
-				return Directives{}, false
+				return false
 			}
 			x.hasValue = kind != sfTrue
 		}
 		if !p.params() || !allowed(key, kind) || !d.put(x) {
-			return Directives{}, false
+			return false
 		}
 		p.skipOWS()
 		if p.done() {
-			return d, true
+			return true
 		}
 		if p.s[p.i] != ',' {
-			return Directives{}, false
+			return false
 		}
 		p.i++
 		p.skipOWS()
 		if p.done() {
-			return Directives{}, false // trailing comma
+			return false // trailing comma
 		}
 	}
 }
@@ -390,12 +405,13 @@ func lowerHex(c byte) (byte, bool) {
 	return 0, false
 }
 
-// responseDirectives returns the directives that govern this cache's
-// storage and freshness decisions for a response with header h (RFC 9213
-// §2.2): those of the first field of o.TargetedFields that is present,
-// valid and non-empty, with targeted set; otherwise the response's
-// Cache-Control.
-func (o *Options) responseDirectives(h http.Header) (cc Directives, targeted bool) {
+// responseDirectives sets cc (zero on entry) to the directives that govern
+// this cache's storage and freshness decisions for a response with header
+// h (RFC 9213 §2.2): those of the first field of o.TargetedFields that is
+// present, valid and non-empty, reporting true; otherwise those of the
+// response's Cache-Control. (cc is filled in place: a Directives is too
+// large to return cheaply on the hit path.)
+func (o *Options) responseDirectives(h http.Header, cc *Directives) (targeted bool) {
 	for _, name := range o.TargetedFields {
 		vs, ok := h[name]
 		if !ok {
@@ -403,14 +419,14 @@ func (o *Options) responseDirectives(h http.Header) (cc Directives, targeted boo
 				vs = h[c]
 			}
 		}
-		if len(vs) == 0 {
-			continue
-		}
-		if d, ok := ParseTargeted(vs); ok {
-			return d, true
+		if len(vs) > 0 && parseTargeted(vs, cc) {
+			return true
 		}
 	}
-	return ParseCacheControl(h["Cache-Control"]), false
+	for _, v := range h["Cache-Control"] {
+		cc.parse(v)
+	}
+	return false
 }
 
 // ResponseDirectives returns the response directives that govern a shared
@@ -420,5 +436,6 @@ func (o *Options) responseDirectives(h http.Header) (cc Directives, targeted boo
 // reports which: when it is true, the response's Cache-Control and Expires
 // fields play no part in this cache's decisions.
 func ResponseDirectives(h http.Header, o Options) (d Directives, targeted bool) {
-	return o.responseDirectives(h)
+	targeted = o.responseDirectives(h, &d)
+	return d, targeted
 }
