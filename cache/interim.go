@@ -42,11 +42,13 @@ type interimWriter struct {
 }
 
 // context returns ctx with the forwarder attached, or ctx itself when
-// there is no client to forward to (RoundTrip mode, or an HTTP/1.0 client,
-// which must not receive 1xx: RFC 9110 §15.2). ctx must be the same on
-// every call.
+// there is no client to forward to: RoundTrip mode, an HTTP/1.0 client
+// (which must not receive 1xx: RFC 9110 §15.2), or a ResponseWriter that
+// cannot flush, which buffers the response (http.TimeoutHandler's) and
+// would take a 1xx for the final status. ctx must be the same on every
+// call.
 func (s *interimScope) context(ctx context.Context) context.Context {
-	if s.w == nil || !s.r.ProtoAtLeast(1, 1) {
+	if s.w == nil || !s.r.ProtoAtLeast(1, 1) || !canFlush(s.w) {
 		return ctx
 	}
 	if s.iw == nil {
@@ -54,6 +56,21 @@ func (s *interimScope) context(ctx context.Context) context.Context {
 		s.iw.ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{Got1xxResponse: s.iw.forward})
 	}
 	return s.iw.ctx
+}
+
+// canFlush reports whether w, or a ResponseWriter it wraps (Unwrap, as
+// http.ResponseController follows), can flush.
+func canFlush(w http.ResponseWriter) bool {
+	for {
+		switch t := w.(type) {
+		case http.Flusher, interface{ FlushError() error }:
+			return true
+		case interface{ Unwrap() http.ResponseWriter }:
+			w = t.Unwrap()
+		default:
+			return false
+		}
+	}
 }
 
 // stop ends forwarding; it waits for a 1xx being written.

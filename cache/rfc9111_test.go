@@ -797,3 +797,16 @@ func TestInterimNotFromBackgroundRevalidation(t *testing.T) {
 		t.Errorf("the stale hit's trace got %d interim responses of the background revalidation", late)
 	}
 }
+
+// TestInterimBehindTimeoutHandler: a ResponseWriter that buffers the
+// response (http.TimeoutHandler's) cannot send a 1xx ahead of it, and
+// would take the 1xx for the final status: no 1xx is forwarded to it.
+func TestInterimBehindTimeoutHandler(t *testing.T) {
+	tr := newTier(t, interimOrigin(t), nil)
+	srv := httptest.NewServer(http.TimeoutHandler(tr.c, 30*time.Second, "timeout"))
+	t.Cleanup(srv.Close)
+	res, got := getWithTrace(t, srv.Client(), srv.URL+"/r")
+	if res.status != 200 || res.body != "final" || len(got) != 0 {
+		t.Errorf("got %d %q, interim %+v; want 200 final without interim responses", res.status, res.body, got)
+	}
+}
