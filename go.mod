@@ -5,6 +5,7 @@ go 1.26.0
 require (
 	github.com/bluenviron/gohlslib/v2 v2.4.4
 	github.com/cretz/bine v0.2.1-0.20221201125941-b9d31d9c7866
+	github.com/gregjones/httpcache v0.0.0-20190611155906-901d90724c79
 	github.com/peterbourgon/diskv/v3 v3.0.1
 	github.com/pires/go-proxyproto v0.8.1
 	github.com/prometheus/client_golang v1.25.0

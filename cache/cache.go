@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -120,6 +121,23 @@ type Cache struct {
 	DefaultStaleWhileRevalidate time.Duration
 	DefaultStaleIfError         time.Duration
 
+	// TargetedFields are this tier's own targeted cache-control fields
+	// (RFC 9213), most specific first, for example
+	// {"Onioncdn-Edge-Cache-Control", "Onioncdn-Cache-Control"}: response
+	// fields with Cache-Control syntax that only caches listing them obey.
+	// CDN-Cache-Control (RFC 9213 §3) is always honoured, after these. For
+	// each response, the first of them that is present, valid and
+	// non-empty decides storing and freshness in place of Cache-Control
+	// and Expires; a field that is not a valid Structured Field Dictionary
+	// is ignored as a whole. If nil, only CDN-Cache-Control is honoured.
+	//
+	// Cache-Control and every targeted field (this cache's, other tiers'
+	// and unknown ones) are stored and forwarded unchanged, to the next
+	// tier and to clients: an edge receives the fields meant for it through
+	// a midtier, and RFC 9213 §2.2 requires passing through fields a cache
+	// does not honour.
+	TargetedFields []string
+
 	// FillTimeout bounds one upstream fill (response headers and body). A
 	// fill is detached from the client that started it, so that client
 	// hanging up does not fail the others. If zero, DefaultFillTimeout.
@@ -209,6 +227,7 @@ func (c *Cache) init() {
 			MaxHeuristic:                c.MaxHeuristic,
 			DefaultStaleWhileRevalidate: c.DefaultStaleWhileRevalidate,
 			DefaultStaleIfError:         c.DefaultStaleIfError,
+			TargetedFields:              targetList(c.TargetedFields),
 		}
 		c.bg = make(map[string]struct{})
 		c.decoded = new([decodedSlots]atomic.Pointer[decoded])
@@ -235,6 +254,19 @@ func (c *Cache) init() {
 			ErrorLog: slog.NewLogLogger(c.log.Handler(), slog.LevelDebug),
 		}
 	})
+}
+
+// targetList returns the RFC 9213 target list of a cache with
+// TargetedFields fields: those fields in canonical form, then
+// CDN-Cache-Control.
+func targetList(fields []string) []string {
+	list := make([]string, 0, len(fields)+1)
+	for _, f := range slices.Concat(fields, []string{rfc9111.CDNCacheControl}) {
+		if f = http.CanonicalHeaderKey(strings.TrimSpace(f)); f != "" && !slices.Contains(list, f) {
+			list = append(list, f)
+		}
+	}
+	return list
 }
 
 // Stats returns a snapshot of the cache's counters.
@@ -411,7 +443,7 @@ func (c *Cache) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		c.record(r, &rec, start)
 		return
 	}
-	rp, err := c.get(r.Context(), r, &rec, w.Header(), false)
+	rp, err := c.get(r.Context(), r, &rec, w, false)
 	if err != nil {
 		rec.Err = err
 		rec.Disposition = Error

@@ -20,6 +20,9 @@
 //     [Cache.AllowSetCookie];
 //   - freshness from s-maxage, max-age, Expires or a Last-Modified
 //     heuristic; the current age goes out in Age on every cached response;
+//   - targeted cache control (RFC 9213): CDN-Cache-Control and the tier's
+//     own [Cache.TargetedFields] take the place of Cache-Control and
+//     Expires for this cache's decisions, and are forwarded unchanged;
 //   - request directives max-age, max-stale, min-fresh, no-cache, no-store,
 //     only-if-cached (504 when nothing usable is stored) and Pragma:
 //     no-cache;
@@ -38,6 +41,9 @@
 //     cut-short one would otherwise be stored and served as complete;
 //   - a [BoundedPolicy] can end the use of a stored response (fresh or
 //     stale) before its headers would, until a 304 renews it.
+//   - interim responses (1xx, such as 103 Early Hints) are forwarded to the
+//     client whose request the cache sent upstream (in RoundTrip mode, to
+//     its httptrace.ClientTrace) and never stored.
 //
 // Request collapsing: while one upstream response for a key is being
 // stored (a "fill"), every other request for that key reads it from the

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/url"
 	"slices"
@@ -154,7 +155,7 @@ func (c *Cache) decode(key string, raw []byte) (*meta, error) {
 		e := m.entry()
 		m.lifetime, _ = rfc9111.FreshnessLifetime(e, c.opts)
 		m.initialAge = rfc9111.CurrentAge(e, m.responseTime)
-		m.noCache = rfc9111.ParseCacheControl(m.header["Cache-Control"]).Has("no-cache")
+		m.noCache, m.noCacheFields = rfc9111.NoCache(m.header, c.opts) // Cache-Control or a targeted field
 		if bp, ok := c.Policy.(BoundedPolicy); ok {
 			m.notAfter = bp.NotAfter(m.header)
 		}
@@ -208,6 +209,7 @@ type flightResult struct {
 	pass     *http.Response // a response that cannot be shared: the leader's alone
 	reval    string         // store key of the object a 304 just revalidated
 	upErr    error          // upstream failed (pass may hold its 5xx) while a stale object was stored
+	private  http.Header    // fields of a qualified private, not stored: for the leader's client only
 	retry    bool           // something fresh (or a fill) appeared meanwhile: look again
 	stale    bool           // the leader's stored object was stale
 	varyMiss bool           // the leader found a variant index without its variant
@@ -416,6 +418,9 @@ func (c *Cache) fetch(ctx context.Context, cancel context.CancelFunc, base strin
 	}
 	fr := &flightResult{upstream: respTime.Sub(reqTime)}
 	hygiene.CleanResponse(resp.Header, !c.KeepServerHeaders)
+	if out.Method == http.MethodHead && resp.StatusCode == http.StatusOK && !rfc9111.RequestNoStore(r) {
+		c.updateFromHEAD(ctx, base, r, out, resp.Header, reqTime, respTime)
+	}
 	if stale != nil && resp.StatusCode == http.StatusNotModified {
 		resp.Body.Close()
 		defer cancel()
@@ -423,6 +428,7 @@ func (c *Cache) fetch(ctx context.Context, cancel context.CancelFunc, base strin
 		m.derived = false
 		m.header = stale.meta.header.Clone()
 		rfc9111.Update304(m.header, resp.Header) // incl. the upstream's Cache-Status for this validation
+		fr.private = rfc9111.StripPrivate(m.header, c.opts)
 		m.requestTime, m.responseTime = reqTime, respTime
 		if ok, _ := rfc9111.Storable(out, m.status, m.header, m.ttl > 0, c.opts); !ok {
 			// The 304 made the response unstorable (e.g. added private).
@@ -465,6 +471,9 @@ func (c *Cache) fetch(ctx context.Context, cancel context.CancelFunc, base strin
 		fr.pass = resp
 		return fr, nil
 	}
+	// Fields a qualified private names are not stored (RFC 9111
+	// §5.2.2.7); the leader's client still gets them.
+	fr.private = rfc9111.StripPrivate(resp.Header, c.opts)
 	// The upstream's Cache-Status members are stored with the response
 	// (RFC 9211 §2: caches preserve the members of the caches before
 	// them); this cache's own member is appended when it is sent, or all
@@ -487,6 +496,7 @@ func (c *Cache) fetch(ctx context.Context, cancel context.CancelFunc, base strin
 		nonce, err := c.varyIndex(ctx, base, resp.Header["Vary"])
 		if err != nil {
 			c.storeError("create", err)
+			maps.Copy(resp.Header, fr.private) // not stored after all: all of it to the leader
 			fr.pass = resp
 			return fr, nil
 		}
@@ -495,6 +505,7 @@ func (c *Cache) fetch(ctx context.Context, cancel context.CancelFunc, base strin
 	w, err := c.store.Create(ctx, key, m.encode())
 	if err != nil {
 		c.storeError("create", err)
+		maps.Copy(resp.Header, fr.private)
 		fr.pass = resp
 		return fr, nil
 	}
@@ -535,6 +546,42 @@ func completeAtEOF(body io.ReadCloser) bool {
 func closeDelimited(resp *http.Response) bool {
 	return resp.ContentLength < 0 && resp.Close && !slices.Contains(resp.TransferEncoding, "chunked") &&
 		resp.ProtoMajor < 2 && bodyAllowed(resp.StatusCode)
+}
+
+// updateFromHEAD applies a 200 response to HEAD with header h to the
+// stored GET response r selects (RFC 9111 §4.3.5): if rfc9111.HEADUpdates
+// accepts it, the stored header is updated as by a 304 (a policy's
+// Decision stays as stored) with the times of the HEAD exchange;
+// otherwise, or if the merged response may no longer be stored for out
+// (as a GET), the stored response is removed, the way this cache makes a
+// response stale.
+func (c *Cache) updateFromHEAD(ctx context.Context, base string, r, out *http.Request, h http.Header, reqTime, respTime time.Time) {
+	st := c.lookup(ctx, base, r)
+	if st.obj == nil {
+		return
+	}
+	defer st.close()
+	m := *st.meta
+	m.derived = false
+	m.header = st.meta.header.Clone()
+	rfc9111.Update304(m.header, h)
+	rfc9111.StripPrivate(m.header, c.opts)
+	m.requestTime, m.responseTime = reqTime, respTime
+	get := *out
+	get.Method = http.MethodGet
+	ok := m.status == http.StatusOK && rfc9111.HEADUpdates(st.meta.header, st.obj.Size(), h)
+	if ok {
+		ok, _ = rfc9111.Storable(&get, m.status, m.header, m.ttl > 0, c.opts)
+	}
+	var err error
+	if ok {
+		err = c.store.UpdateMeta(ctx, st.key, st.obj.Meta(), m.encode())
+	} else {
+		err = c.store.Delete(ctx, st.key)
+	}
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		c.storeError("update", err)
+	}
 }
 
 // varyIndex makes sure the entry at base is a variant index for vary and
@@ -661,7 +708,9 @@ func (c *Cache) revalidateInBackground(base string, r *http.Request) {
 	c.bg[base] = struct{}{}
 	c.work.Add(1)
 	c.mu.Unlock()
-	ctx := context.WithoutCancel(r.Context())
+	// Not the client's: its cancellation, nor its ClientTrace (RoundTrip
+	// mode), which would be called after its request is over.
+	ctx := noTrace{context.WithoutCancel(r.Context())}
 	br := r.Clone(ctx)
 	go func() {
 		defer c.work.Done()
@@ -709,15 +758,24 @@ func (c *Cache) invalidate(r *http.Request, status int, h http.Header, rt bool) 
 }
 
 // get serves a GET or HEAD request: from the store, from a fill in
-// progress, or through a (collapsed) upstream fetch.
-// rt says whether r came through RoundTrip (see Cache.KeyHost).
-func (c *Cache) get(ctx context.Context, r *http.Request, rec *Record, dst http.Header, rt bool) (*reply, error) {
+// progress, or through a (collapsed) upstream fetch. w is the handler's
+// ResponseWriter (nil in RoundTrip mode): the reply's header is built in
+// its header map, and the 1xx responses of this request's upstream fetch
+// are forwarded to it (see interimScope). rt says whether r came through
+// RoundTrip (see Cache.KeyHost).
+func (c *Cache) get(ctx context.Context, r *http.Request, rec *Record, w http.ResponseWriter, rt bool) (*reply, error) {
+	var dst http.Header
+	if w != nil {
+		dst = w.Header()
+	}
+	up := interimScope{c: c, w: w, r: r}
+	defer up.stop()
 	noStore := rfc9111.RequestNoStore(r)
 	if noStore || r.Header.Get("Authorization") != "" {
 		// Never shared with other requests; a response to an authorized
 		// request may still be stored if it says it is public.
 		rec.Disposition = FwdRequest
-		return c.direct(ctx, c.baseKey(r, rt), r, rec, !noStore, dst)
+		return c.direct(up.context(ctx), c.baseKey(r, rt), r, rec, !noStore, dst)
 	}
 	base := c.baseKey(r, rt)
 	for attempt := 0; attempt < maxAttempts; attempt++ {
@@ -750,9 +808,9 @@ func (c *Cache) get(ctx context.Context, r *http.Request, rec *Record, dst http.
 		if c.isUnstorable(base) {
 			st.close()
 			rec.Disposition = Uncacheable
-			return c.direct(ctx, base, r, rec, false, dst)
+			return c.direct(up.context(ctx), base, r, rec, false, dst)
 		}
-		fr, leader, err := c.flight(ctx, base, r)
+		fr, leader, err := c.flight(up.context(ctx), base, r)
 		if err != nil {
 			if st.obj != nil && !errors.Is(err, ctx.Err()) && c.staleIfError(r, &st, c.now()) {
 				rec.Disposition = HitStale
@@ -780,7 +838,7 @@ func (c *Cache) get(ctx context.Context, r *http.Request, rec *Record, dst http.
 					disp = FwdVary
 				}
 				rec.Disposition = disp
-				return c.fillReply(r, f, disp, dst), nil
+				return c.fillReply(r, f, disp, dst).with(fr.private), nil
 			}
 			if !f.matches(r) {
 				continue
@@ -802,7 +860,11 @@ func (c *Cache) get(ctx context.Context, r *http.Request, rec *Record, dst http.
 			}
 			rec.Disposition = Revalidated
 			st = stored{obj: o, meta: m, key: fr.reval}
-			return c.storedReply(r, &st, rfc9111.CurrentAge(m.entry(), c.now()), Revalidated, dst), nil
+			rp := c.storedReply(r, &st, rfc9111.CurrentAge(m.entry(), c.now()), Revalidated, dst)
+			if leader {
+				rp.with(fr.private)
+			}
+			return rp, nil
 		case fr.upErr != nil:
 			if st.obj != nil && c.staleIfError(r, &st, c.now()) {
 				if leader {
@@ -819,20 +881,20 @@ func (c *Cache) get(ctx context.Context, r *http.Request, rec *Record, dst http.
 				}
 				return nil, fr.upErr
 			}
-			return c.direct(ctx, base, r, rec, true, dst)
+			return c.direct(up.context(ctx), base, r, rec, true, dst)
 		case fr.pass != nil:
 			st.close()
 			if leader {
 				rec.Disposition = Uncacheable
 				return c.passReply(r, fr.pass, Uncacheable), nil
 			}
-			return c.direct(ctx, base, r, rec, true, dst)
+			return c.direct(up.context(ctx), base, r, rec, true, dst)
 		default:
 			st.close()
 			return nil, errors.New("cache: internal error: empty flight result")
 		}
 	}
-	return c.direct(ctx, base, r, rec, true, dst)
+	return c.direct(up.context(ctx), base, r, rec, true, dst)
 }
 
 // direct fetches r upstream for this request alone (no collapsing), with
@@ -847,7 +909,7 @@ func (c *Cache) direct(ctx context.Context, base string, r *http.Request, rec *R
 		rec.Disposition = Miss
 	}
 	if fr.fill != nil {
-		return c.fillReply(r, fr.fill, rec.Disposition, dst), nil // fetch reserved our reference
+		return c.fillReply(r, fr.fill, rec.Disposition, dst).with(fr.private), nil // fetch reserved our reference
 	}
 	if rec.Disposition == Miss {
 		rec.Disposition = Uncacheable

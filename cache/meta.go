@@ -35,10 +35,14 @@ type meta struct {
 	// Derived by Cache.decode for the fast freshness check (see
 	// Cache.evaluate); valid only when derived is set.
 	derived    bool
-	noCache    bool          // the response has Cache-Control: no-cache
+	noCache    bool          // the response has an unqualified no-cache (Cache-Control or the targeted field used)
 	lifetime   time.Duration // freshness lifetime
 	initialAge time.Duration // corrected_initial_age (RFC 9111 §4.2.3)
 	notAfter   time.Time     // BoundedPolicy.NotAfter: no use without validation from then on (zero: no bound)
+
+	// noCacheFields are the fields of a qualified no-cache, never served
+	// without validation (RFC 9111 §5.2.2.4). Derived with noCache.
+	noCacheFields []string
 
 	// formatted caches the last Age and Content-Length values formatted
 	// for this head (set by Cache.decode; nil: not cached).

@@ -120,6 +120,17 @@ func (c *Cache) storedReply(r *http.Request, st *stored, age time.Duration, disp
 	obj, m := st.obj, st.meta
 	st.obj = nil
 	h := replyHeader(dst, m.header) // m is shared (see decode)
+	if disp != Revalidated && disp != Collapsed {
+		// Served without validation: not the fields of a qualified
+		// no-cache (RFC 9111 §5.2.2.4).
+		fields := m.noCacheFields
+		if !m.derived {
+			_, fields = rfc9111.NoCache(m.header, c.opts)
+		}
+		for _, f := range fields {
+			delete(h, f)
+		}
+	}
 	rp := &reply{
 		status: m.status, header: h, inDst: dst != nil, src: objSource{obj}, size: obj.Size(),
 		closer: obj, disp: disp, stored: true, meta: m,
@@ -139,6 +150,15 @@ func (c *Cache) storedReply(r *http.Request, st *stored, age time.Duration, disp
 		rp.fwd = http.StatusNotModified
 	}
 	c.shape(r, rp)
+	return rp
+}
+
+// with adds fields (the private fields of the leader's response) to rp's
+// header and returns rp.
+func (rp *reply) with(fields http.Header) *reply {
+	for k, v := range fields {
+		rp.header[k] = v
+	}
 	return rp
 }
 
@@ -187,16 +207,19 @@ func bodyAllowed(status int) bool {
 }
 
 // shape applies the client's conditionals and Range to a stored (or
-// filling) response and sets the framing headers.
+// filling) response and sets the framing headers. Other fields are sent as
+// stored, a Content-Range on a full response included (RFC 9111 §3.1);
+// the responses made here replace it (206, 416) or drop it (304, and
+// multipart/byteranges, whose top level never has one: RFC 9110 §14.6).
 func (c *Cache) shape(r *http.Request, rp *reply) {
 	h := rp.header
 	rp.off, rp.n = 0, rp.size
 	delete(h, "Content-Length")
-	delete(h, "Content-Range")
 	if rp.status == http.StatusOK {
 		if rfc9111.NotModified(r, h) {
 			rp.status = http.StatusNotModified
 			rp.src = nil
+			delete(h, "Content-Range")
 			return
 		}
 		if rp.size >= 0 {
@@ -216,6 +239,7 @@ func (c *Cache) shape(r *http.Request, rp *reply) {
 				case err == nil && len(ranges) > 1:
 					rp.status = http.StatusPartialContent
 					rp.ranges = ranges
+					delete(h, "Content-Range")
 					rp.ctype = h.Get("Content-Type")
 					rp.bound = multipart.NewWriter(io.Discard).Boundary()
 					h.Set("Content-Type", "multipart/byteranges; boundary="+rp.bound)

@@ -319,7 +319,7 @@ func (p *Policy) Decide(r *http.Request, resp *http.Response) cache.Decision {
 		o.Public = rfc9111.ParseCacheControl(resp.Header["Cache-Control"]).Has("public")
 		return p.TTLFor(o)
 	}
-	if p.Precedence == OriginCacheControl && rfc9111.ExplicitLifetime(resp.Header) {
+	if p.Precedence == OriginCacheControl && rfc9111.ExplicitLifetime(resp.Header, cdnTargeted) {
 		return cache.Decision{}
 	}
 	return p.TTLFor(o)
@@ -496,3 +496,7 @@ func (b replayBody) Close() error { return b.orig.Close() }
 type errReader struct{ err error }
 
 func (e errReader) Read([]byte) (int, error) { return 0, e.err }
+
+// cdnTargeted makes the policy see what every tier honours: the
+// CDN-Cache-Control field (RFC 9213) in place of Cache-Control.
+var cdnTargeted = rfc9111.Options{TargetedFields: []string{rfc9111.CDNCacheControl}}

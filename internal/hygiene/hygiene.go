@@ -15,6 +15,7 @@ var hopHeaders = [...]string{
 	"Proxy-Connection", // non-standard but still sent by some clients
 	"Keep-Alive",
 	"Proxy-Authenticate",
+	"Proxy-Authentication-Info", // like Proxy-Authenticate, for the next client only (RFC 9110 §11.7.3)
 	"Proxy-Authorization",
 	"Te",      // canonicalised "TE"
 	"Trailer", // not Trailers (RFC 9110 §6.6.2)

@@ -34,10 +34,14 @@ func TestCleanResponse(t *testing.T) {
 		h.Set("Server", "nginx/1.22")
 		h.Set("X-Powered-By", "PHP")
 		h.Set("Transfer-Encoding", "chunked")
+		h.Set("Proxy-Authenticate", "Basic")
+		h.Set("Proxy-Authentication-Info", "nextnonce=x")
 		h.Set("Content-Type", "text/plain")
 		CleanResponse(h, strip)
-		if h.Get("Transfer-Encoding") != "" {
-			t.Errorf("strip=%v: Transfer-Encoding kept", strip)
+		for _, k := range []string{"Transfer-Encoding", "Proxy-Authenticate", "Proxy-Authentication-Info"} {
+			if h.Get(k) != "" {
+				t.Errorf("strip=%v: %s kept", strip, k)
+			}
 		}
 		if got := h.Get("Server") == ""; got != strip {
 			t.Errorf("strip=%v: Server removed=%v", strip, got)

@@ -25,4 +25,14 @@ func TestHitPathAllocations(t *testing.T) {
 	if n := testing.AllocsPerRun(100, func() { _, _ = Evaluate(req, e, t0.Add(time.Minute), Options{}) }); n != 0 {
 		t.Errorf("Evaluate allocates %v times, want 0", n)
 	}
+	// With a target list and a CDN-Cache-Control field (RFC 9213).
+	e.Header["Cdn-Cache-Control"] = []string{"max-age=600, stale-if-error=60"}
+	o := Options{TargetedFields: []string{CDNCacheControl}}
+	if n := testing.AllocsPerRun(100, func() { _, _ = Evaluate(req, e, t0.Add(time.Minute), o) }); n != 0 {
+		t.Errorf("Evaluate with a targeted field allocates %v times, want 0", n)
+	}
+	vs = []string{`max-age=600, no-cache="x", stale-if-error=60;p=1`}
+	if n := testing.AllocsPerRun(100, func() { _, _ = ParseTargeted(vs) }); n != 0 {
+		t.Errorf("ParseTargeted allocates %v times, want 0", n)
+	}
 }

@@ -2,6 +2,7 @@ package rfc9111
 
 import (
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -179,7 +180,8 @@ func update304Excluded(name string) bool {
 }
 
 // Update304 updates the stored response header stored with the header of
-// a 304 (Not Modified) response fresh (RFC 9111 §3.2, §4.3.4): each field
+// a 304 (Not Modified) response fresh (RFC 9111 §3.2, §4.3.4), or of a 200
+// response to HEAD that [HEADUpdates] accepts (§4.3.5): each field
 // in fresh replaces the stored field of the same name, except the
 // hop-by-hop fields (internal/hygiene), the fields named by fresh's
 // Connection field, and these framing and privacy fields:
@@ -198,8 +200,9 @@ func update304Excluded(name string) bool {
 // updated). fresh is not modified; stored gets copies of its values.
 //
 // The caller should then set the entry's RequestTime and ResponseTime to
-// those of the revalidation (Date and Age now come from the 304), and
-// check [Storable] again on the merged header: a 304 can add no-store or
+// those of the revalidation (Date and Age now come from the 304), remove
+// the fields a qualified private names with [StripPrivate], and check
+// [Storable] again on the merged header: a 304 can add no-store or
 // private.
 func Update304(stored, fresh http.Header) {
 	var skip []string
@@ -226,4 +229,50 @@ outer:
 		}
 		stored[ck] = append([]string(nil), vs...)
 	}
+}
+
+// HEADUpdates reports whether a 200 (OK) response to HEAD with header
+// head may update a stored GET response with header stored and a body of
+// size bytes (RFC 9111 §4.3.5): "if the stored response and HEAD response
+// have matching values for any received validator fields (ETag and
+// Last-Modified) and, if the HEAD response has a Content-Length header
+// field, the value of Content-Length matches that of the stored response,
+// the cache SHOULD update the stored response ...; otherwise, the cache
+// SHOULD consider the stored response to be stale".
+//
+// The match is strict: the HEAD response must carry at least one
+// validator, each validator it carries must equal the stored one (the
+// same entity-tag, weakness included; the same Last-Modified date), and a
+// Content-Length must be a single value equal to size. The caller then
+// updates the stored header as for a 304 ([Update304], [StripPrivate],
+// [Storable]), with the request and response times of the HEAD exchange.
+func HEADUpdates(stored http.Header, size int64, head http.Header) bool {
+	validators := 0
+	if et, ok := head["Etag"]; ok {
+		validators++
+		so, sweak, sok := parseETag(stored.Get("Etag"))
+		o, weak, ok := parseETag(strings.Join(et, ","))
+		if !sok || !ok || o != so || weak != sweak {
+			return false
+		}
+	}
+	if lm, ok := head["Last-Modified"]; ok {
+		validators++
+		st, sok := parseDate(stored.Get("Last-Modified"))
+		t, ok := parseDate(strings.Join(lm, ","))
+		if !sok || !ok || !t.Equal(st) {
+			return false
+		}
+	}
+	if cl, ok := head["Content-Length"]; ok {
+		v := ""
+		if len(cl) == 1 {
+			v = trimOWS(cl[0])
+		}
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || v == "" || v[0] < '0' || v[0] > '9' || n != size {
+			return false
+		}
+	}
+	return validators > 0
 }

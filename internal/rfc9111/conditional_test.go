@@ -223,3 +223,40 @@ func equalHeader(a, b http.Header) bool {
 	}
 	return true
 }
+
+// TestHEADUpdates follows RFC 9111 §4.3.5: a 200 response to HEAD updates
+// a stored GET response only if the validators it carries match and its
+// Content-Length, if any, is the stored body's.
+func TestHEADUpdates(t *testing.T) {
+	lm := "Last-Modified: " + httpDate(t0.Add(-time.Hour))
+	stored := hdr(`ETag: "v1"`, lm, "Content-Length: 20")
+	tests := []struct {
+		name string
+		head []string
+		want bool
+	}{
+		{"etag_matches", []string{`ETag: "v1"`, "Content-Length: 20"}, true},
+		{"etag_matches_no_length", []string{`ETag: "v1"`}, true},
+		{"last_modified_matches", []string{lm}, true},
+		{"last_modified_other_format", []string{"Last-Modified: " + t0.Add(-time.Hour).Format(time.ANSIC)}, true},
+		{"both_match", []string{`ETag: "v1"`, lm}, true},
+		{"etag_differs", []string{`ETag: "v2"`, "Content-Length: 20"}, false},
+		{"etag_weakness_differs", []string{`ETag: W/"v1"`}, false},
+		{"etag_matches_last_modified_differs", []string{`ETag: "v1"`, "Last-Modified: " + httpDate(t0)}, false},
+		{"invalid_last_modified", []string{`ETag: "v1"`, "Last-Modified: yesterday"}, false},
+		{"no_validator", []string{"Content-Length: 20"}, false},
+		{"length_differs", []string{`ETag: "v1"`, "Content-Length: 21"}, false},
+		{"length_invalid", []string{`ETag: "v1"`, "Content-Length: +20"}, false},
+		{"length_twice", []string{`ETag: "v1"`, "Content-Length: 20", "Content-Length: 20"}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := HEADUpdates(stored, 20, hdr(tt.head...)); got != tt.want {
+				t.Errorf("HEADUpdates = %v, want %v", got, tt.want)
+			}
+		})
+	}
+	if HEADUpdates(hdr("Content-Length: 20"), 20, hdr(`ETag: "v1"`)) {
+		t.Error("an ETag matched a stored response without one")
+	}
+}

@@ -14,13 +14,23 @@
 //   - what to do with a stored response for a request: [Evaluate] (fresh,
 //     stale but servable, stale-while-revalidate, or validate first) and,
 //     when validation fails, [StaleIfError];
+//   - which fields a response may not share: [StripPrivate] (before
+//     storing), [NoCache] (fields not served without validation);
 //   - which stored variant a request selects: [VaryKey];
 //   - how to revalidate and merge the answer: [ValidationHeaders],
-//     [Update304];
+//     [Update304], and when a response to HEAD may update a stored GET
+//     response: [HEADUpdates];
 //   - whether a client's conditional request gets a 304: [NotModified];
 //   - which keys an unsafe request invalidates: [InvalidationTargets];
 //   - byte ranges served from a complete stored object: [ParseRange],
 //     [IfRangeMatches], [ContentRange].
+//
+// Targeted cache-control fields (RFC 9213) such as CDN-Cache-Control are
+// honoured when [Options.TargetedFields] lists them: the first one present
+// and valid ([ParseTargeted], a strict Structured Field parser) replaces
+// Cache-Control and Expires in every decision above ([ResponseDirectives]).
+// The package never removes or rewrites a field; whether a tier forwards
+// them is the caller's choice.
 //
 // [ParseCacheControl] parses Cache-Control without allocating for up to
 // six directives (unless a quoted-string contains escapes); [Evaluate] is
@@ -47,12 +57,16 @@
 // # Security
 //
 // The rules are those of a shared cache, stricter than RFC 9111 where it
-// leaves a choice: private responses (also the field-qualified form),
-// responses to requests with Authorization (unless public, s-maxage or
-// must-revalidate), Vary: * and — unless [Options.AllowSetCookie] —
-// responses with Set-Cookie are never stored, and [Update304] never copies
+// leaves a choice: private responses, responses to requests with
+// Authorization (unless public, s-maxage or must-revalidate), Vary: * and
+// — unless [Options.AllowSetCookie] or private="Set-Cookie" — responses
+// with Set-Cookie are never stored, and [Update304] never copies
 // Set-Cookie into a stored response, so one client's state does not reach
-// another. [VaryKey] returns request header values (possibly cookies):
+// another. A response with private="field" is stored only after
+// [StripPrivate] removed the named fields; the fields of no-cache="field"
+// are stored but must not be served without validation ([NoCache]). A
+// qualified directive whose argument is not a list of field names counts
+// as unqualified. [VaryKey] returns request header values (possibly cookies):
 // hash it before storing and never log it. Parsers are bounded
 // ([MaxDirectives], [MaxRanges]) and never panic; a Range whose ranges
 // overlap to more than the representation's size is ignored.

@@ -72,3 +72,25 @@ func ExampleParseCacheControl() {
 	// true 1m0s [Set-Cookie X-Id]
 	// public, max-age=60, no-cache="Set-Cookie, X-Id"
 }
+
+// A CDN tier honours CDN-Cache-Control (RFC 9213) in place of
+// Cache-Control; other caches do not.
+func ExampleResponseDirectives() {
+	h := http.Header{}
+	h.Set("Cache-Control", "no-store")
+	h.Set("CDN-Cache-Control", "max-age=600")
+	req := httptest.NewRequest("GET", "http://example.com/seg1.ts", nil)
+	for _, o := range []rfc9111.Options{{}, {TargetedFields: []string{rfc9111.CDNCacheControl}}} {
+		d, targeted := rfc9111.ResponseDirectives(h, o)
+		ok, reason := rfc9111.Storable(req, 200, h, false, o)
+		fmt.Printf("targets %q: directives %q (targeted %v), storable %v %q\n", o.TargetedFields, d.String(), targeted, ok, reason)
+	}
+	// An invalid targeted field is ignored as a whole.
+	h.Set("CDN-Cache-Control", `max-age="600"`)
+	d, targeted := rfc9111.ResponseDirectives(h, rfc9111.Options{TargetedFields: []string{rfc9111.CDNCacheControl}})
+	fmt.Printf("invalid: directives %q (targeted %v)\n", d.String(), targeted)
+	// Output:
+	// targets []: directives "no-store" (targeted false), storable false "no-store"
+	// targets ["Cdn-Cache-Control"]: directives "max-age=600" (targeted true), storable true ""
+	// invalid: directives "no-store" (targeted false)
+}

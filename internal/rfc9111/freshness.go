@@ -7,95 +7,11 @@ import (
 	"time"
 )
 
-// parseDate parses an HTTP-date (RFC 9110 §5.6.7, all three formats).
-// The preferred IMF-fixdate form, which nearly every server sends, takes a
-// fast path; anything else goes to http.ParseTime, with the same result
-// (FuzzParseDate checks that).
-func parseDate(s string) (time.Time, bool) {
-	if t, ok := parseIMFFixdate(s); ok {
-		return t, true
-	}
-	if s == "" {
-		return time.Time{}, false
-	}
-	t, err := http.ParseTime(s)
-	return t, err == nil
-}
-
-// parseIMFFixdate parses exactly "Sun, 06 Nov 1994 08:49:37 GMT". It
-// reports false for anything it does not handle, including valid dates in
-// other forms.
-func parseIMFFixdate(s string) (time.Time, bool) {
-	if len(s) != 29 || s[3] != ',' || s[4] != ' ' || s[7] != ' ' || s[11] != ' ' ||
-		s[16] != ' ' || s[19] != ':' || s[22] != ':' || s[25:] != " GMT" {
-		return time.Time{}, false
-	}
-	switch s[:3] {
-	case "Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun":
-	default:
-		return time.Time{}, false
-	}
-	var month time.Month
-	switch s[8:11] {
-	case "Jan":
-		month = time.January
-	case "Feb":
-		month = time.February
-	case "Mar":
-		month = time.March
-	case "Apr":
-		month = time.April
-	case "May":
-		month = time.May
-	case "Jun":
-		month = time.June
-	case "Jul":
-		month = time.July
-	case "Aug":
-		month = time.August
-	case "Sep":
-		month = time.September
-	case "Oct":
-		month = time.October
-	case "Nov":
-		month = time.November
-	case "Dec":
-		month = time.December
-	default:
-		return time.Time{}, false
-	}
-	day, ok1 := digits(s[5:7])
-	year, ok2 := digits(s[12:16])
-	hour, ok3 := digits(s[17:19])
-	minute, ok4 := digits(s[20:22])
-	sec, ok5 := digits(s[23:25])
-	if !ok1 || !ok2 || !ok3 || !ok4 || !ok5 || day < 1 || hour > 23 || minute > 59 || sec > 59 {
-		return time.Time{}, false
-	}
-	t := time.Date(year, month, day, hour, minute, sec, 0, time.UTC)
-	if t.Day() != day { // e.g. 31 Feb
-		return time.Time{}, false
-	}
-	return t, true
-}
-
-func digits(s string) (int, bool) {
-	n := 0
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c < '0' || c > '9' {
-			return 0, false
-		}
-		n = n*10 + int(c-'0')
-	}
-	return n, true
-}
-
-// singleDate returns the date in the field name of h. A field with several
-// different values is invalid (RFC 9111 §4.2.1: "either the first
-// occurrence should be used or the response should be considered stale";
-// this package chooses stale for Expires).
-func singleDate(h http.Header, name string) (time.Time, bool) {
+// singleDate returns the date in the field name of h, received at ref. A
+// field with several different values is invalid (RFC 9111 §4.2.1: "either
+// the first occurrence should be used or the response should be considered
+// stale"; this package chooses stale for Expires).
+func singleDate(h http.Header, name string, ref time.Time) (time.Time, bool) {
 	vs := h[name]
 	if len(vs) == 0 {
 		return time.Time{}, false
@@ -105,14 +21,14 @@ func singleDate(h http.Header, name string) (time.Time, bool) {
 			return time.Time{}, false
 		}
 	}
-	return parseDate(vs[0])
+	return parseDateAt(vs[0], ref)
 }
 
 // dateValue is the stored response's Date, or its ResponseTime when Date
 // is missing or invalid (RFC 9110 §6.6.1: a recipient with a clock adds
 // Date as the time of receipt).
 func dateValue(e *Entry) time.Time {
-	if d, ok := parseDate(e.Header.Get("Date")); ok {
+	if d, ok := parseDateAt(e.Header.Get("Date"), e.ResponseTime); ok {
 		return d
 	}
 	return e.ResponseTime
@@ -131,17 +47,24 @@ func dateValue(e *Entry) time.Time {
 //     is heuristically cacheable (RFC 9110 §15.1) or the response is
 //     public. Without a valid Last-Modified the lifetime is 0.
 //
-// Invalid or conflicting s-maxage/max-age arguments count as 0 (see
-// [Directives]). Negative results are 0.
+// The directives are those of the response's Cache-Control field or, when
+// o honours a targeted field the response carries (RFC 9213, see
+// [Options.TargetedFields]), of that field; Expires (step 4) is then
+// ignored. Invalid or conflicting s-maxage/max-age arguments in
+// Cache-Control count as 0 (see [Directives]). Negative results are 0.
 func FreshnessLifetime(e *Entry, o Options) (d time.Duration, heuristic bool) {
 	if e.TTL > 0 {
 		return e.TTL, false
 	}
-	cc := ParseCacheControl(e.Header["Cache-Control"])
-	return freshnessLifetime(e, &cc, o)
+	var cc Directives
+	targeted := o.responseDirectives(e.Header, &cc)
+	return freshnessLifetime(e, &cc, targeted, o)
 }
 
-func freshnessLifetime(e *Entry, cc *Directives, o Options) (time.Duration, bool) {
+// freshnessLifetime is FreshnessLifetime with the response directives cc;
+// targeted reports that they come from a targeted field, so that Expires
+// is ignored (RFC 9213 §2.2).
+func freshnessLifetime(e *Entry, cc *Directives, targeted bool, o Options) (time.Duration, bool) {
 	if e.TTL > 0 {
 		return e.TTL, false
 	}
@@ -151,8 +74,8 @@ func freshnessLifetime(e *Entry, cc *Directives, o Options) (time.Duration, bool
 	if v, present, _ := cc.seconds("max-age"); present {
 		return v, false
 	}
-	if len(e.Header["Expires"]) > 0 {
-		exp, ok := singleDate(e.Header, "Expires")
+	if !targeted && len(e.Header["Expires"]) > 0 {
+		exp, ok := singleDate(e.Header, "Expires", e.ResponseTime)
 		if !ok {
 			return 0, false
 		}
@@ -161,7 +84,7 @@ func freshnessLifetime(e *Entry, cc *Directives, o Options) (time.Duration, bool
 	if !heuristicallyCacheable(e.Status) && !cc.has("public") {
 		return 0, false
 	}
-	lm, ok := parseDate(e.Header.Get("Last-Modified"))
+	lm, ok := parseDateAt(e.Header.Get("Last-Modified"), e.ResponseTime)
 	if !ok {
 		return 0, false
 	}
@@ -214,7 +137,7 @@ func ageValue(h http.Header) time.Duration {
 // [MaxDelta] (§1.2.2).
 func CurrentAge(e *Entry, now time.Time) time.Duration {
 	apparent := time.Duration(0)
-	if d, ok := parseDate(e.Header.Get("Date")); ok {
+	if d, ok := parseDateAt(e.Header.Get("Date"), e.ResponseTime); ok {
 		apparent = clampNonNeg(e.ResponseTime.Sub(d))
 	}
 	delay := clampNonNeg(e.ResponseTime.Sub(e.RequestTime))
@@ -294,9 +217,10 @@ func staleForbidden(cc *Directives) bool {
 //
 //   - request no-cache, or Pragma: no-cache without Cache-Control
 //     (§5.2.1.4, §5.4) ⇒ MustValidate;
-//   - response no-cache, qualified or not (§5.2.2.4; the qualified form
-//     would allow serving without the named fields, validating is the
-//     simple correct choice) ⇒ MustValidate;
+//   - response no-cache without field names (§5.2.2.4) ⇒ MustValidate.
+//     The qualified form no-cache="field" does not force validation: the
+//     caller serves the response without the named fields unless it was
+//     just validated (see [NoCache]);
 //   - request max-age (§5.2.1.1) smaller than the age ⇒ MustValidate;
 //   - fresh (lifetime > age) and, with min-fresh (§5.2.1.3), still fresh
 //     for at least min-fresh ⇒ Fresh; fresh but short of min-fresh ⇒
@@ -312,19 +236,22 @@ func staleForbidden(cc *Directives) bool {
 //     argument) ⇒ StaleServable;
 //   - otherwise MustValidate.
 //
-// Request directives with invalid arguments count as 0 (max-age=0
-// validates, max-stale=0 allows no staleness).
+// Response directives come from Cache-Control or from the targeted field
+// o selects (see [Options.TargetedFields]). Request directives with
+// invalid arguments count as 0 (max-age=0 validates, max-stale=0 allows no
+// staleness).
 func Evaluate(req *http.Request, e *Entry, now time.Time, o Options) (Verdict, time.Duration) {
 	rcc := ParseCacheControl(req.Header["Cache-Control"])
-	cc := ParseCacheControl(e.Header["Cache-Control"])
+	var cc Directives
+	targeted := o.responseDirectives(e.Header, &cc)
 	age := CurrentAge(e, now)
-	if requestNoCache(req, &rcc) || cc.has("no-cache") {
+	if requestNoCache(req, &rcc) || noCacheAll(&cc) {
 		return MustValidate, age
 	}
 	if v, present, _ := rcc.seconds("max-age"); present && age > v {
 		return MustValidate, age
 	}
-	lifetime, _ := freshnessLifetime(e, &cc, o)
+	lifetime, _ := freshnessLifetime(e, &cc, targeted, o)
 	if lifetime > age {
 		if minFresh, present, _ := rcc.seconds("min-fresh"); present && lifetime-age < minFresh {
 			return MustValidate, age
@@ -367,18 +294,22 @@ func staleWindow(override time.Duration, cc *Directives, name string, def time.D
 // allowed when the staleness is at most the response's window (e.SIE if
 // positive, else the response's stale-if-error directive, else
 // o.DefaultStaleIfError) or at most the request's stale-if-error, and the
-// window is positive. It is never allowed when the response has no-cache,
+// window is positive. It is never allowed when the response has no-cache
+// (unqualified; the qualified form only hides its fields, see [NoCache]),
 // must-revalidate, proxy-revalidate or s-maxage (RFC 9111 §4.2.4 and
 // §5.2.2.2: "if a cache is disconnected, the cache MUST generate an error
 // response rather than reuse the stale response"), nor when the request
-// has no-cache (the client asked for a validated response).
+// has no-cache (the client asked for a validated response). Response
+// directives come from Cache-Control or from the targeted field o selects
+// (see [Options.TargetedFields]).
 func StaleIfError(req *http.Request, e *Entry, now time.Time, o Options) bool {
 	rcc := ParseCacheControl(req.Header["Cache-Control"])
-	cc := ParseCacheControl(e.Header["Cache-Control"])
-	if cc.has("no-cache") || staleForbidden(&cc) || requestNoCache(req, &rcc) {
+	var cc Directives
+	targeted := o.responseDirectives(e.Header, &cc)
+	if noCacheAll(&cc) || staleForbidden(&cc) || requestNoCache(req, &rcc) {
 		return false
 	}
-	lifetime, _ := freshnessLifetime(e, &cc, o)
+	lifetime, _ := freshnessLifetime(e, &cc, targeted, o)
 	staleness := clampNonNeg(CurrentAge(e, now) - lifetime)
 	if w := staleWindow(e.SIE, &cc, "stale-if-error", o.DefaultStaleIfError); w > 0 && staleness <= w {
 		return true

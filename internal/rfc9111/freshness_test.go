@@ -33,6 +33,17 @@ func TestFreshnessLifetime(t *testing.T) {
 		{name: "expires_conflicting_values", status: 200, lines: []string{date, "Expires: " + httpDate(t0.Add(time.Hour)), "Expires: " + httpDate(t0.Add(2*time.Hour))}, want: 0},
 		{name: "expires_identical_values", status: 200, lines: []string{date, "Expires: " + httpDate(t0.Add(time.Hour)), "Expires: " + httpDate(t0.Add(time.Hour))}, want: time.Hour},
 		{name: "expires_rfc850_format", status: 200, lines: []string{date, "Expires: Sunday, 01-Mar-26 13:00:00 GMT"}, want: time.Hour},
+		// RFC 9111 §5.3: "A cache recipient MUST interpret invalid date
+		// formats, especially the value "0", as representing a time in
+		// the past (i.e., "already expired")." Only the HTTP-date grammar
+		// of RFC 9110 §5.6.7 is valid (GMT accepted in any case).
+		{name: "expires_valid_next_day", status: 200, lines: []string{date, "Expires: Mon, 02 Mar 2026 09:00:00 GMT"}, want: 21 * time.Hour},
+		{name: "expires_one_digit_hour_expired", status: 200, lines: []string{date, "Expires: Mon, 02 Mar 2026 9:00:00 GMT"}, want: 0},
+		{name: "expires_extra_spaces_expired", status: 200, lines: []string{date, "Expires: Mon, 02  Mar  2026 09:00:00 GMT"}, want: 0},
+		{name: "expires_upper_case_month_expired", status: 200, lines: []string{date, "Expires: Mon, 02 MAR 2026 09:00:00 GMT"}, want: 0},
+		{name: "expires_other_zone_expired", status: 200, lines: []string{date, "Expires: Mon, 02 Mar 2026 09:00:00 UTC"}, want: 0},
+		{name: "expires_lower_case_gmt", status: 200, lines: []string{date, "Expires: Mon, 02 Mar 2026 09:00:00 gmt"}, want: 21 * time.Hour},
+		{name: "expires_asctime_format", status: 200, lines: []string{date, "Expires: Mon Mar  2 09:00:00 2026"}, want: 21 * time.Hour},
 		{name: "expires_without_date_uses_response_time", status: 200, lines: []string{"Expires: " + httpDate(t0.Add(30*time.Second))}, want: 30 * time.Second},
 		{name: "heuristic_ten_percent", status: 200, lines: []string{date, "Last-Modified: " + httpDate(t0.Add(-10*time.Hour))}, want: time.Hour, wantHeuristic: true},
 		{name: "heuristic_custom_fraction", status: 200, opts: Options{HeuristicFraction: 0.5}, lines: []string{date, "Last-Modified: " + httpDate(t0.Add(-10*time.Hour))}, want: 5 * time.Hour, wantHeuristic: true},
@@ -140,7 +151,14 @@ func TestEvaluate(t *testing.T) {
 		{name: "request_max_stale_fresh_is_fresh", reqHdr: []string{"Cache-Control: max-stale"}, respHdr: []string{date, "Cache-Control: max-age=60"}, elapsed: time.Second, want: Fresh},
 		// Response directives.
 		{name: "response_no_cache", respHdr: []string{date, "Cache-Control: no-cache, max-age=60"}, want: MustValidate},
-		{name: "response_no_cache_fields", respHdr: []string{date, `Cache-Control: no-cache="Set-Cookie", max-age=60`}, want: MustValidate},
+		// RFC 9111 §5.2.2.4: with field names, "a cache MAY use the
+		// response to satisfy a subsequent request" (without the fields,
+		// see NoCache).
+		{name: "response_no_cache_fields", respHdr: []string{date, `Cache-Control: no-cache="Set-Cookie", max-age=60`}, want: Fresh},
+		{name: "response_no_cache_fields_stale", respHdr: []string{date, `Cache-Control: no-cache="X-A, X-B", max-age=60`}, elapsed: time.Minute, want: MustValidate},
+		{name: "response_no_cache_empty_argument", respHdr: []string{date, `Cache-Control: no-cache="", max-age=60`}, want: MustValidate},
+		{name: "response_no_cache_bad_argument", respHdr: []string{date, `Cache-Control: no-cache="a b", max-age=60`}, want: MustValidate},
+		{name: "response_no_cache_conflicting", respHdr: []string{date, `Cache-Control: no-cache="a", max-age=60`, "Cache-Control: no-cache"}, want: MustValidate},
 		{name: "response_no_cache_beats_ttl", respHdr: []string{date, "Cache-Control: no-cache"}, ttl: time.Hour, want: MustValidate},
 		{name: "must_revalidate_blocks_max_stale", reqHdr: []string{"Cache-Control: max-stale"}, respHdr: []string{date, "Cache-Control: max-age=60, must-revalidate"}, elapsed: 61 * time.Second, want: MustValidate},
 		{name: "proxy_revalidate_blocks_max_stale", reqHdr: []string{"Cache-Control: max-stale"}, respHdr: []string{date, "Cache-Control: max-age=60, proxy-revalidate"}, elapsed: 61 * time.Second, want: MustValidate},
@@ -201,6 +219,7 @@ func TestStaleIfError(t *testing.T) {
 		{name: "must_revalidate_never", sie: time.Hour, reqHdr: []string{"Cache-Control: stale-if-error=1000"}, respHdr: []string{date, "Cache-Control: max-age=60, must-revalidate, stale-if-error=600"}, elapsed: 61 * time.Second, want: false},
 		{name: "proxy_revalidate_never", respHdr: []string{date, "Cache-Control: max-age=60, proxy-revalidate, stale-if-error=600"}, elapsed: 61 * time.Second, want: false},
 		{name: "s_maxage_never", opts: Options{DefaultStaleIfError: time.Hour}, respHdr: []string{date, "Cache-Control: s-maxage=60, stale-if-error=600"}, elapsed: 61 * time.Second, want: false},
+		{name: "response_no_cache_fields_allowed", respHdr: []string{date, `Cache-Control: max-age=60, no-cache="X-A", stale-if-error=600`}, elapsed: 61 * time.Second, want: true},
 		{name: "response_no_cache_never", respHdr: []string{date, "Cache-Control: no-cache, stale-if-error=600"}, elapsed: time.Second, want: false},
 		{name: "request_no_cache_never", reqHdr: []string{"Cache-Control: no-cache"}, respHdr: []string{date, "Cache-Control: max-age=60, stale-if-error=600"}, elapsed: 61 * time.Second, want: false},
 		{name: "request_pragma_no_cache_never", reqHdr: []string{"Pragma: no-cache"}, respHdr: []string{date, "Cache-Control: max-age=60, stale-if-error=600"}, elapsed: 61 * time.Second, want: false},
@@ -257,9 +276,12 @@ func TestExplicitLifetime(t *testing.T) {
 		{"quoted_comma", http.Header{"Cache-Control": {`private="a, max-age=5"`}}, false},
 		{"valid_expires", http.Header{"Expires": {"Wed, 21 Oct 2015 07:28:00 GMT"}}, true},
 		{"invalid_expires", http.Header{"Expires": {"0"}}, false},
+		{"targeted_max_age", http.Header{"Cdn-Cache-Control": {"max-age=60"}}, true},
+		// The targeted field replaces Cache-Control and Expires.
+		{"targeted_without_lifetime", http.Header{"Cdn-Cache-Control": {"public"}, "Cache-Control": {"max-age=60"}}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := ExplicitLifetime(tc.h); got != tc.want {
+			if got := ExplicitLifetime(tc.h, Options{TargetedFields: []string{CDNCacheControl}}); got != tc.want {
 				t.Errorf("ExplicitLifetime = %v, want %v", got, tc.want)
 			}
 		})

@@ -31,6 +31,17 @@ type Options struct {
 	// They never apply to responses whose directives forbid serving stale
 	// (no-cache, must-revalidate, proxy-revalidate, s-maxage).
 	DefaultStaleWhileRevalidate, DefaultStaleIfError time.Duration
+
+	// TargetedFields is the cache's target list (RFC 9213 §2.2): the
+	// targeted cache-control fields it honours, most specific first, such
+	// as {"Onioncdn-Cache-Control", CDNCacheControl}. For each response
+	// the first of these fields that is present, valid and non-empty (see
+	// [ParseTargeted]) replaces the Cache-Control field in every decision
+	// of this package (storing, freshness, serving stale, validation), and
+	// Expires is then ignored; Cache-Control applies when none is usable.
+	// Names are matched case-insensitively (canonical names are looked up
+	// fastest). If empty, no targeted field is honoured: plain RFC 9111.
+	TargetedFields []string
 }
 
 func (o Options) fraction() float64 {
@@ -69,7 +80,7 @@ const (
 	ReasonStatus         = "status" // status never stored (1xx, 206, 304) or not understood with must-understand
 	ReasonRequestNoStore = "request-no-store"
 	ReasonNoStore        = "no-store"
-	ReasonPrivate        = "private"
+	ReasonPrivate        = "private"       // unqualified private
 	ReasonAuthorization  = "authorization" // request had Authorization and the response no public/s-maxage/must-revalidate
 	ReasonSetCookie      = "set-cookie"
 	ReasonVaryStar       = "vary-star"
@@ -114,13 +125,20 @@ func understood(status int) bool {
 //   - 206 and 304 are never stored: only complete responses are (ranges
 //     are served from a complete object), and a 304 only updates one
 //     (§4.3.4). 1xx responses are not final.
-//   - private is never stored, even the qualified private="field" form: a
-//     shared cache could store the response without the named fields
-//     (§5.2.2.7), but not storing is simpler and always correct.
+//   - private is never stored. The qualified form private="field" is: the
+//     caller removes the named fields first with [StripPrivate]
+//     (§5.2.2.7). An argument that is not a list of field names counts as
+//     unqualified.
 //   - Vary: * is never stored, so it is never served (§4.1).
-//   - Set-Cookie is not stored unless o.AllowSetCookie (see [Options]).
+//   - Set-Cookie is not stored unless o.AllowSetCookie (see [Options]) or
+//     private="Set-Cookie" says to store the response without it.
 //   - must-understand (§5.2.2.3): the response is stored only when the
 //     status is understood (see above), and then its no-store is ignored.
+//
+// The response directives are those of Cache-Control or, when o honours a
+// targeted field the response carries (RFC 9213 §2.2, see
+// [Options.TargetedFields]), of that field; Expires then does not count as
+// explicit freshness.
 func Storable(req *http.Request, status int, h http.Header, ttlOverride bool, o Options) (ok bool, reason string) {
 	if req.Method != http.MethodGet {
 		return false, ReasonMethod
@@ -131,7 +149,8 @@ func Storable(req *http.Request, status int, h http.Header, ttlOverride bool, o 
 	if RequestNoStore(req) {
 		return false, ReasonRequestNoStore
 	}
-	cc := ParseCacheControl(h["Cache-Control"])
+	var cc Directives
+	targeted := o.responseDirectives(h, &cc)
 	if cc.has("must-understand") {
 		if !understood(status) {
 			return false, ReasonStatus
@@ -139,21 +158,21 @@ func Storable(req *http.Request, status int, h http.Header, ttlOverride bool, o 
 	} else if cc.has("no-store") {
 		return false, ReasonNoStore
 	}
-	if cc.has("private") {
+	if privateAll(&cc) {
 		return false, ReasonPrivate
 	}
 	if len(req.Header["Authorization"]) > 0 &&
 		!cc.has("public") && !cc.has("s-maxage") && !cc.has("must-revalidate") {
 		return false, ReasonAuthorization
 	}
-	if !o.AllowSetCookie && len(h["Set-Cookie"]) > 0 {
+	if !o.AllowSetCookie && len(h["Set-Cookie"]) > 0 && !listsField(&cc, "private", "Set-Cookie") {
 		return false, ReasonSetCookie
 	}
 	if varyStar(h) {
 		return false, ReasonVaryStar
 	}
 	if ttlOverride || heuristicallyCacheable(status) || cc.has("public") ||
-		cc.has("max-age") || cc.has("s-maxage") || len(h["Expires"]) > 0 {
+		cc.has("max-age") || cc.has("s-maxage") || (!targeted && len(h["Expires"]) > 0) {
 		return true, ""
 	}
 	return false, ReasonNoFreshness

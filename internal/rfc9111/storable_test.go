@@ -61,7 +61,14 @@ func TestStorable(t *testing.T) {
 		{name: "must_understand_307_understood", status: 307, respHdr: []string{"Cache-Control: must-understand, max-age=60"}, wantOK: true},
 		// private.
 		{name: "private", status: 200, respHdr: []string{"Cache-Control: private, max-age=60"}, wantReason: ReasonPrivate},
-		{name: "private_with_field_names", status: 200, respHdr: []string{`Cache-Control: private="Set-Cookie", max-age=60`}, wantReason: ReasonPrivate},
+		// RFC 9111 §5.2.2.7: with field names, a shared cache "MAY store
+		// the remainder of the response message without those fields".
+		{name: "private_with_field_names", status: 200, respHdr: []string{`Cache-Control: private="X-User", max-age=60`}, wantOK: true},
+		{name: "private_set_cookie_stored_without_it", status: 200, respHdr: []string{`Cache-Control: private="Set-Cookie", max-age=60`, "Set-Cookie: id=1"}, wantOK: true},
+		{name: "private_other_field_keeps_set_cookie_rule", status: 200, respHdr: []string{`Cache-Control: private="X-User", max-age=60`, "Set-Cookie: id=1"}, wantReason: ReasonSetCookie},
+		{name: "no_cache_set_cookie_not_stored", status: 200, respHdr: []string{`Cache-Control: no-cache="Set-Cookie", max-age=60`, "Set-Cookie: id=1"}, wantReason: ReasonSetCookie},
+		{name: "private_empty_argument", status: 200, respHdr: []string{`Cache-Control: private="", max-age=60`}, wantReason: ReasonPrivate},
+		{name: "private_bad_argument", status: 200, respHdr: []string{`Cache-Control: private="a b", max-age=60`}, wantReason: ReasonPrivate},
 		{name: "private_beats_ttl_override", status: 200, ttl: true, respHdr: []string{"Cache-Control: private"}, wantReason: ReasonPrivate},
 		{name: "private_beats_public", status: 200, respHdr: []string{"Cache-Control: public, private"}, wantReason: ReasonPrivate},
 		// Authorization (§3.5).
