@@ -386,20 +386,33 @@ func (p *Prefetcher) OnRecord(r *http.Request, rec cache.Record) {
 // serves: p.Fetch, if nil, becomes c.Prefetch; c.Policy, which must be an
 // *[Policy] (one is created if c.Policy is nil), reports every media
 // playlist it classifies to p (after any OnMediaPlaylist hook already
-// set); and p.OnRecord is appended to c.OnRecord, to count prefetch hits.
+// set; a wrapper such as integrity.BoundPolicy that has an Unwrap method
+// returning the *Policy will do); and p.OnRecord is appended to
+// c.OnRecord, to count prefetch hits.
 // Serve the tier with p.Wrap(c) so that prefetches start while client
 // requests are served.
 func (p *Prefetcher) Attach(c *cache.Cache) error {
 	if c == nil {
 		return errors.New("hls: prefetcher: Attach to a nil cache")
 	}
-	pol, ok := c.Policy.(*Policy)
-	switch {
-	case c.Policy == nil:
+	var pol *Policy
+	if c.Policy == nil {
 		pol = &Policy{}
 		c.Policy = pol
-	case !ok:
-		return fmt.Errorf("hls: prefetcher: cache policy is %T, not an *hls.Policy: playlists could not be learned", c.Policy)
+	}
+	// Look through wrappers (integrity.BoundPolicy) that expose theirs.
+	for p := c.Policy; pol == nil && p != nil; {
+		switch x := p.(type) {
+		case *Policy:
+			pol = x
+		case interface{ Unwrap() cache.Policy }:
+			p = x.Unwrap()
+		default:
+			p = nil
+		}
+	}
+	if pol == nil {
+		return fmt.Errorf("hls: prefetcher: cache policy is %T, not an *hls.Policy (or one wrapping it): playlists could not be learned", c.Policy)
 	}
 	if p.Fetch == nil {
 		p.Fetch = c.Prefetch

@@ -258,15 +258,28 @@ func Prefetch(tier string, p interface{ Stats() hls.PrefetchStats }) prometheus.
 }
 
 // Integrity returns a collector of a verifying transport's counters,
-// labelled tier=tier: onioncdn_integrity_verified_total and
-// onioncdn_integrity_rejected_total.
+// labelled tier=tier: onioncdn_integrity_verified_total (responses verified
+// through to the end of their body) and onioncdn_integrity_rejected_total
+// by check (no_signature, malformed, bad_signature, coverage, expired,
+// validator, digest, length, too_large).
 func Integrity(tier string, t interface{ Stats() integrity.Stats }) prometheus.Collector {
 	d := &descs{tier: tier}
-	ok := d.new("integrity", "verified_total", "Upstream responses whose signature verified.")
-	bad := d.new("integrity", "rejected_total", "Upstream responses rejected (signature, coverage, validity or digest).")
+	ok := d.new("integrity", "verified_total", "Upstream responses verified through to the end of their body.")
+	bad := d.new("integrity", "rejected_total", "Upstream responses rejected, by the check that failed.", "check")
 	return &snapshotCollector{descs: d.all, collect: func() []metric {
 		s := t.Stats()
-		return []metric{counter(ok, s.Verified), counter(bad, s.Rejected)}
+		return []metric{
+			counter(ok, s.Verified),
+			counter(bad, s.NoSignature, "no_signature"),
+			counter(bad, s.Malformed, "malformed"),
+			counter(bad, s.BadSignature, "bad_signature"),
+			counter(bad, s.Coverage, "coverage"),
+			counter(bad, s.Expired, "expired"),
+			counter(bad, s.Validator, "validator"),
+			counter(bad, s.Digest, "digest"),
+			counter(bad, s.Length, "length"),
+			counter(bad, s.TooLarge, "too_large"),
+		}
 	}}
 }
 
@@ -320,7 +333,7 @@ func (d *Delivery) Observe(tier string, rec cache.Record) {
 }
 
 // OnRecord returns a cache.Cache.OnRecord hook that observes tier's
-// records. Chain it with other hooks with [Chain]. The hook resolves each
+// records; append it to the cache's OnRecord. The hook resolves each
 // disposition's histograms once, not per request.
 func (d *Delivery) OnRecord(tier string) func(*http.Request, cache.Record) {
 	t := &tierObservers{d: d, tier: tier}
@@ -353,17 +366,6 @@ func (t *tierObservers) get(m *sync.Map, vec *prometheus.HistogramVec, disp stri
 	}
 	o, _ := m.LoadOrStore(disp, vec.WithLabelValues(t.tier, disp))
 	return o.(prometheus.Observer)
-}
-
-// Chain returns an OnRecord hook calling each non-nil hook in order.
-func Chain(hooks ...func(*http.Request, cache.Record)) func(*http.Request, cache.Record) {
-	return func(r *http.Request, rec cache.Record) {
-		for _, h := range hooks {
-			if h != nil {
-				h(r, rec)
-			}
-		}
-	}
 }
 
 // dispositionLabel maps a disposition to a label value from a fixed set,

@@ -15,6 +15,7 @@ import (
 	"github.com/onioncdn/onioncdn/metrics"
 	"github.com/onioncdn/onioncdn/route"
 	"github.com/onioncdn/onioncdn/upstream"
+	"github.com/onioncdn/onioncdn/upstream/integrity"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 )
@@ -319,5 +320,45 @@ func TestHandlerMethods(t *testing.T) {
 	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/other", nil))
 	if rec.Code != http.StatusNotFound {
 		t.Errorf("GET /other: %d", rec.Code)
+	}
+}
+
+type integrityStats integrity.Stats
+
+func (s integrityStats) Stats() integrity.Stats { return integrity.Stats(s) }
+
+// TestIntegrityByCheck: rejections are exported per check, so a dashboard
+// tells forgeries (digest, bad_signature) from replays (expired) and
+// broken upstreams (length).
+func TestIntegrityByCheck(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(metrics.Integrity("edge", integrityStats{Verified: 7, Digest: 2, Expired: 1, Length: 3, Rejected: 6}))
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			key := mf.GetName()
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "check" {
+					key += "{" + l.GetValue() + "}"
+				}
+			}
+			got[key] = m.GetCounter().GetValue()
+		}
+	}
+	for k, want := range map[string]float64{
+		"onioncdn_integrity_verified_total":                7,
+		"onioncdn_integrity_rejected_total{digest}":        2,
+		"onioncdn_integrity_rejected_total{expired}":       1,
+		"onioncdn_integrity_rejected_total{length}":        3,
+		"onioncdn_integrity_rejected_total{bad_signature}": 0,
+		"onioncdn_integrity_rejected_total{too_large}":     0,
+	} {
+		if v, ok := got[k]; !ok || v != want {
+			t.Errorf("%s = %v (present %v), want %v", k, v, ok, want)
+		}
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -268,6 +269,11 @@ func TestStartErrors(t *testing.T) {
 	c := &cache.Cache{Policy: cache.PolicyFunc(func(*http.Request, *http.Response) cache.Decision { return cache.Decision{} })}
 	if err := (&tier.Tier{Cache: c, Prefetcher: &hls.Prefetcher{}}).Start(); err == nil || !strings.Contains(err.Error(), "not an *hls.Policy") {
 		t.Errorf("prefetcher on a non-HLS policy: %v", err)
+	}
+	// A prefetcher finds the HLS policy under integrity's bound.
+	bound := &cache.Cache{Upstream: &url.URL{Scheme: "http", Host: "x"}, Policy: &integrity.BoundPolicy{Policy: &hls.Policy{}}}
+	if err := (&tier.Tier{Cache: bound, Prefetcher: &hls.Prefetcher{}}).Start(); err != nil {
+		t.Errorf("prefetcher under BoundPolicy: %v", err)
 	}
 	if err := (&tier.Tier{Handler: http.NotFoundHandler()}).Run(t.Context()); err == nil {
 		t.Error("Run without listeners accepted")

@@ -129,6 +129,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 
 	// The cache: verifying the origin's signatures, on disk, HLS-aware.
 	var rt http.RoundTripper = tr
+	var pol cache.Policy = &hls.Policy{}
 	if len(verify) > 0 {
 		var pubs []ed25519.PublicKey
 		for _, k := range verify {
@@ -141,6 +142,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		v := &integrity.Transport{Base: tr, Keys: integrity.Keys(pubs...), Logger: log.With("part", "integrity")}
 		reg.MustRegister(metrics.Integrity(*name, v))
 		rt = v
+		pol = &integrity.BoundPolicy{Policy: pol} // never fresh past the origin's signature
 	}
 	var store cache.Store = &cache.MemoryStore{MaxBytes: *maxBytes}
 	if *cacheDir != "" {
@@ -152,7 +154,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		t.Store = ds
 		store = &cache.TieredStore{Slow: ds, Fast: &cache.MemoryStore{MaxBytes: 64 << 20}} // small hot objects in memory
 	}
-	t.Cache = &cache.Cache{Transport: rt, Store: store, Policy: &hls.Policy{}, Name: *name, CacheStatus: *cacheStatus, Logger: log.With("part", "cache")}
+	t.Cache = &cache.Cache{Transport: rt, Store: store, Policy: pol, Name: *name, CacheStatus: *cacheStatus, Logger: log.With("part", "cache")}
 	delivery := metrics.NewDelivery()
 	t.Cache.OnRecord = append(t.Cache.OnRecord, delivery.OnRecord(*name))
 	reg.MustRegister(metrics.Cache(*name, t.Cache), delivery)

@@ -110,6 +110,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 
 	var rt http.RoundTripper = tr
+	var pol cache.Policy = &hls.Policy{}
 	if len(verify) > 0 {
 		var pubs []ed25519.PublicKey
 		for _, k := range verify {
@@ -122,6 +123,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		v := &integrity.Transport{Base: tr, Keys: integrity.Keys(pubs...), Logger: log.With("part", "integrity")}
 		reg.MustRegister(metrics.Integrity(*name, v))
 		rt = v
+		pol = &integrity.BoundPolicy{Policy: pol} // never fresh past the origin's signature
 	}
 	var store cache.Store = &cache.MemoryStore{MaxBytes: *maxBytes}
 	if *cacheDir != "" {
@@ -133,7 +135,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		t.Store = ds
 		store = &cache.TieredStore{Slow: ds, Fast: &cache.MemoryStore{MaxBytes: 64 << 20}}
 	}
-	t.Cache = &cache.Cache{Transport: rt, Store: store, Policy: &hls.Policy{}, Name: *name, CacheStatus: true, Logger: log.With("part", "cache")}
+	t.Cache = &cache.Cache{Transport: rt, Store: store, Policy: pol, Name: *name, CacheStatus: true, Logger: log.With("part", "cache")}
 	delivery := metrics.NewDelivery()
 	t.Cache.OnRecord = append(t.Cache.OnRecord, delivery.OnRecord(*name))
 	reg.MustRegister(metrics.Cache(*name, t.Cache), delivery)

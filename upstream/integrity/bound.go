@@ -58,6 +58,11 @@ func (p *BoundPolicy) Decide(r *http.Request, resp *http.Response) cache.Decisio
 	return cache.Decision{}
 }
 
+// Unwrap returns Policy, so that code looking for a policy of its own
+// (hls.Prefetcher.Attach looks for an *hls.Policy) finds it under the
+// bound.
+func (p *BoundPolicy) Unwrap() cache.Policy { return p.Policy }
+
 // NotAfter returns the earliest expires of the signatures in h, less the
 // margin; the zero time if h has no signature with an expiry.
 func (p *BoundPolicy) NotAfter(h http.Header) time.Time {
