@@ -443,7 +443,7 @@ func (c *Cache) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		c.record(r, &rec, start)
 		return
 	}
-	rp, err := c.get(r.Context(), r, &rec, w, false)
+	rp, err := c.get(r.Context(), r, &rec, w, modeServe)
 	if err != nil {
 		rec.Err = err
 		rec.Disposition = Error
@@ -495,7 +495,7 @@ func (c *Cache) RoundTrip(r *http.Request) (*http.Response, error) {
 		}}
 		return resp, nil
 	}
-	rp, err := c.get(r.Context(), r, &rec, nil, true)
+	rp, err := c.get(r.Context(), r, &rec, nil, modeRoundTrip)
 	if err != nil {
 		rec.Err = err
 		rec.Disposition = Error

@@ -407,6 +407,30 @@ func TestPrefetch(t *testing.T) {
 		if err := tr.c.Prefetch(t.Context(), req); err == nil {
 			t.Fatal("prefetch of a no-store response succeeded")
 		}
+		// The prefetch never went upstream a second time on its own.
+		if o.count.Load() != 1 {
+			t.Errorf("origin saw %d requests for one prefetch", o.count.Load())
+		}
+	})
+	t.Run("stale_is_refreshed", func(t *testing.T) {
+		o := newCountingOrigin(t, fixed("Cache-Control", "max-age=1, stale-while-revalidate=600"))
+		tr := newTier(t, o, nil)
+		now := time.Now()
+		tr.c.Now = func() time.Time { return now }
+		req, _ := http.NewRequest("GET", tr.srv.URL+"/s", nil)
+		if err := tr.c.Prefetch(t.Context(), req); err != nil {
+			t.Fatal(err)
+		}
+		now = now.Add(10 * time.Second) // stale, within stale-while-revalidate
+		if err := tr.c.Prefetch(t.Context(), req); err != nil {
+			t.Fatal(err)
+		}
+		if o.count.Load() != 2 {
+			t.Errorf("origin saw %d requests: a stale object was not refreshed by the prefetch", o.count.Load())
+		}
+		if res := tr.mustDo(t, "GET", "/s"); cacheStatus(res)[:3] != "hit" {
+			t.Errorf("after the refresh: %q, want a fresh hit", cacheStatus(res))
+		}
 	})
 }
 

@@ -757,27 +757,51 @@ func (c *Cache) invalidate(r *http.Request, status int, h http.Header, rt bool) 
 	}
 }
 
+// getMode says who asks get for a reply.
+type getMode uint8
+
+const (
+	modeServe     getMode = iota // a client of the Handler
+	modeRoundTrip                // a caller of RoundTrip (see Cache.KeyHost)
+	modePrefetch                 // Prefetch: fresh objects only, never an uncollapsed fetch
+)
+
+// errPrefetchNotStorable is returned to Prefetch where a client request
+// would have gone upstream on its own: prefetching is only for objects the
+// cache can store and share.
+var errPrefetchNotStorable = errors.New("cache: prefetch: response not storable")
+
 // get serves a GET or HEAD request: from the store, from a fill in
 // progress, or through a (collapsed) upstream fetch. w is the handler's
-// ResponseWriter (nil in RoundTrip mode): the reply's header is built in
-// its header map, and the 1xx responses of this request's upstream fetch
-// are forwarded to it (see interimScope). rt says whether r came through
-// RoundTrip (see Cache.KeyHost).
-func (c *Cache) get(ctx context.Context, r *http.Request, rec *Record, w http.ResponseWriter, rt bool) (*reply, error) {
+// ResponseWriter (nil in RoundTrip and prefetch modes): the reply's header
+// is built in its header map, and the 1xx responses of this request's
+// upstream fetch are forwarded to it (see interimScope). In prefetch mode
+// only a fresh stored object counts as a hit (a stale one is refreshed),
+// and where a client request would go upstream on its own (the response
+// cannot be shared) get returns errPrefetchNotStorable instead.
+func (c *Cache) get(ctx context.Context, r *http.Request, rec *Record, w http.ResponseWriter, mode getMode) (*reply, error) {
 	var dst http.Header
 	if w != nil {
 		dst = w.Header()
 	}
 	up := interimScope{c: c, w: w, r: r}
 	defer up.stop()
+	prefetch := mode == modePrefetch
+	base := c.baseKey(r, mode == modeRoundTrip)
+	// direct sends r upstream for this request alone.
+	direct := func(store bool) (*reply, error) {
+		if prefetch {
+			return nil, errPrefetchNotStorable
+		}
+		return c.direct(up.context(ctx), base, r, rec, store, dst)
+	}
 	noStore := rfc9111.RequestNoStore(r)
 	if noStore || r.Header.Get("Authorization") != "" {
 		// Never shared with other requests; a response to an authorized
 		// request may still be stored if it says it is public.
 		rec.Disposition = FwdRequest
-		return c.direct(up.context(ctx), c.baseKey(r, rt), r, rec, !noStore, dst)
+		return direct(!noStore)
 	}
-	base := c.baseKey(r, rt)
 	for attempt := 0; attempt < maxAttempts; attempt++ {
 		if f := c.joinFill(base, r); f != nil {
 			rec.Disposition = Collapsed
@@ -787,6 +811,9 @@ func (c *Cache) get(ctx context.Context, r *http.Request, rec *Record, w http.Re
 		st := c.lookup(ctx, base, r)
 		if st.obj != nil {
 			v, age := c.evaluate(r, st.meta, c.now())
+			if prefetch && v != rfc9111.Fresh {
+				v = rfc9111.MustValidate // a prefetch refreshes what is stale
+			}
 			switch v {
 			case rfc9111.Fresh:
 				rec.Disposition = Hit
@@ -808,11 +835,11 @@ func (c *Cache) get(ctx context.Context, r *http.Request, rec *Record, w http.Re
 		if c.isUnstorable(base) {
 			st.close()
 			rec.Disposition = Uncacheable
-			return c.direct(up.context(ctx), base, r, rec, false, dst)
+			return direct(false)
 		}
 		fr, leader, err := c.flight(up.context(ctx), base, r)
 		if err != nil {
-			if st.obj != nil && !errors.Is(err, ctx.Err()) && c.staleIfError(r, &st, c.now()) {
+			if !prefetch && st.obj != nil && !errors.Is(err, ctx.Err()) && c.staleIfError(r, &st, c.now()) {
 				rec.Disposition = HitStale
 				return c.storedReply(r, &st, rfc9111.CurrentAge(st.entry(), c.now()), HitStale, dst), nil
 			}
@@ -866,7 +893,7 @@ func (c *Cache) get(ctx context.Context, r *http.Request, rec *Record, w http.Re
 			}
 			return rp, nil
 		case fr.upErr != nil:
-			if st.obj != nil && c.staleIfError(r, &st, c.now()) {
+			if !prefetch && st.obj != nil && c.staleIfError(r, &st, c.now()) {
 				if leader {
 					fr.discard()
 				}
@@ -881,20 +908,30 @@ func (c *Cache) get(ctx context.Context, r *http.Request, rec *Record, w http.Re
 				}
 				return nil, fr.upErr
 			}
-			return c.direct(up.context(ctx), base, r, rec, true, dst)
+			if prefetch {
+				return nil, fr.upErr
+			}
+			return direct(true)
 		case fr.pass != nil:
 			st.close()
-			if leader {
+			if leader && !prefetch {
 				rec.Disposition = Uncacheable
 				return c.passReply(r, fr.pass, Uncacheable), nil
 			}
-			return c.direct(up.context(ctx), base, r, rec, true, dst)
+			if leader {
+				rec.Disposition, rec.Status = Uncacheable, fr.pass.StatusCode
+				fr.discard()
+			}
+			return direct(true)
 		default:
 			st.close()
 			return nil, errors.New("cache: internal error: empty flight result")
 		}
 	}
-	return c.direct(up.context(ctx), base, r, rec, true, dst)
+	if prefetch {
+		return nil, errors.New("cache: prefetch: object changed during every attempt")
+	}
+	return direct(true)
 }
 
 // direct fetches r upstream for this request alone (no collapsing), with
@@ -917,60 +954,20 @@ func (c *Cache) direct(ctx context.Context, base string, r *http.Request, rec *R
 	return c.passReply(r, fr.pass, rec.Disposition), nil
 }
 
-// prefetch is Prefetch's loop; see get.
+// prefetch makes sure r's object is stored, through get's path, and waits
+// until a fill it started or joined has stored the body (or ctx ends).
 func (c *Cache) prefetch(ctx context.Context, r *http.Request, rec *Record) error {
-	base := c.baseKey(r, false)
-	for attempt := 0; attempt < maxAttempts; attempt++ {
-		if f := c.joinFill(base, r); f != nil {
-			defer f.release()
-			rec.Disposition, rec.Status = Collapsed, f.status
-			return f.wait(ctx)
-		}
-		st := c.lookup(ctx, base, r)
-		if st.obj != nil {
-			v, _ := c.evaluate(r, st.meta, c.now())
-			st.close()
-			if v == rfc9111.Fresh {
-				rec.Disposition, rec.Status = Hit, st.meta.status
-				return nil
-			}
-		}
-		fr, leader, err := c.flight(ctx, base, r)
-		if err != nil {
-			return err
-		}
-		if leader {
-			rec.Upstream = fr.upstream
-		}
-		switch {
-		case fr.retry:
-			continue
-		case fr.fill != nil:
-			if !leader && !fr.fill.acquire() {
-				continue
-			}
-			defer fr.fill.release()
-			rec.Disposition, rec.Status = Collapsed, fr.fill.status
-			if leader {
-				rec.Disposition = Miss
-			}
-			return fr.fill.wait(ctx)
-		case fr.reval != "":
-			rec.Disposition, rec.Status = Revalidated, http.StatusNotModified
-			return nil
-		case fr.upErr != nil:
-			if leader {
-				fr.discard()
-			}
-			rec.Disposition = Error
-			return fr.upErr
-		case fr.pass != nil:
-			rec.Disposition, rec.Status = Uncacheable, fr.pass.StatusCode
-			if leader {
-				fr.discard()
-			}
-			return fmt.Errorf("cache: prefetch: response (status %d) not storable", rec.Status)
-		}
+	rp, err := c.get(ctx, r, rec, nil, modePrefetch)
+	if err != nil {
+		return err
 	}
-	return errors.New("cache: prefetch: object changed during every attempt")
+	defer rp.close()
+	rec.Status = rp.status
+	if rp.fill != nil {
+		return rp.fill.wait(ctx)
+	}
+	if rp.meta == nil { // a pass-through response (the leader's)
+		return fmt.Errorf("%w (status %d)", errPrefetchNotStorable, rp.status)
+	}
+	return nil
 }

@@ -55,6 +55,7 @@ func (s passSource) reader(context.Context, int64, int64, func()) (io.Reader, er
 // reply is a response ready to be written, from the store, a fill or a
 // pass-through upstream response.
 type reply struct {
+	fill   *fill // the fill the body comes from, if any
 	status int
 	header http.Header // owned by the reply
 	inDst  bool        // header is the ResponseWriter's map already
@@ -169,7 +170,7 @@ func (c *Cache) fillReply(r *http.Request, f *fill, disp Disposition, dst http.H
 	age := rfc9111.CurrentAge(e, c.now())
 	rp := &reply{
 		status: f.status, header: h, inDst: dst != nil, src: fillSource{f, &c.bufs}, size: f.size,
-		closer: releaser{f}, disp: disp, stored: true, fwd: f.status, meta: f.meta,
+		closer: releaser{f}, disp: disp, stored: true, fwd: f.status, meta: f.meta, fill: f,
 	}
 	rp.setAge(f.meta, age)
 	if c.CacheStatus {
