@@ -453,7 +453,10 @@ func (c *Cache) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer rp.close()
-	srcErr := c.writeReply(w, r, rp, &rec)
+	srcErr := c.writeReply(w, r, rp, &rec, start)
+	if rp.fill != nil {
+		rp.fill.timing(&rec, start)
+	}
 	c.record(r, &rec, start)
 	if srcErr != nil {
 		// The response started and its source failed: never let it look
@@ -520,7 +523,7 @@ func (c *Cache) Prefetch(ctx context.Context, r *http.Request) error {
 	}
 	r = r.WithContext(ctx)
 	rec := Record{Method: r.Method, Path: c.logPath(r), Prefetch: true}
-	err := c.prefetch(ctx, r, &rec)
+	err := c.prefetch(ctx, r, &rec, start)
 	if err != nil {
 		rec.Err = err
 	} else {

@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptrace"
 	"sync"
+	"time"
 )
 
 // errFillAborted is wrapped by the error a reader of a fill gets when the
@@ -26,6 +28,7 @@ type fill struct {
 	size    int64       // Content-Length, or -1 if unknown
 	varyKey string      // the variant this fill stores ("" if the response has no Vary)
 	w       Writer
+	up      upstreamTiming // when the upstream exchange happened; read-only
 
 	mu     sync.Mutex
 	n      int64         // bytes written so far
@@ -34,6 +37,15 @@ type fill struct {
 	wake   chan struct{} // closed and replaced when n, done or err change
 	refs   int           // readers plus the writer goroutine
 	closed bool          // w closed
+	first  time.Time     // first body byte received
+	last   time.Time     // body complete (or failed)
+}
+
+// upstreamTiming is when one upstream exchange happened (see Timing).
+type upstreamTiming struct {
+	start, headers time.Time
+	connWait       time.Duration
+	connReused     bool
 }
 
 func newFill(key string, status int, h http.Header, m *meta, size int64, varyKey string, w Writer) *fill {
@@ -76,16 +88,21 @@ func (f *fill) notifyLocked() {
 	f.wake = make(chan struct{})
 }
 
-func (f *fill) advance(k int) {
+// advance makes k more bytes, received at now, readable.
+func (f *fill) advance(k int, now time.Time) {
 	f.mu.Lock()
+	if f.n == 0 {
+		f.first = now
+	}
 	f.n += int64(k)
 	f.notifyLocked()
 	f.mu.Unlock()
 }
 
-// finish marks the fill complete (err == nil) or failed.
-func (f *fill) finish(err error) {
+// finish marks the fill complete (err == nil) or failed, at now.
+func (f *fill) finish(err error, now time.Time) {
 	f.mu.Lock()
+	f.last = now
 	if err != nil {
 		f.err = fmt.Errorf("%w: %w", errFillAborted, err)
 	} else {
@@ -200,4 +217,63 @@ func (r *fillReader) Read(p []byte) (int, error) {
 			return 0, r.ctx.Err()
 		}
 	}
+}
+
+// timing fills in rec's upstream timing from f, relative to start, the
+// moment rec's request was received.
+func (f *fill) timing(rec *Record, start time.Time) {
+	t := &rec.Timing
+	t.Joined = rec.Disposition == Collapsed
+	t.ConnReused, t.ConnWait = f.up.connReused, f.up.connWait
+	t.UpstreamStart = f.up.start.Sub(start)
+	t.UpstreamHeaders = f.up.headers.Sub(start)
+	f.mu.Lock()
+	first, last, done, n := f.first, f.last, f.done, f.n
+	f.mu.Unlock()
+	if !first.IsZero() {
+		t.UpstreamFirstByte = first.Sub(start)
+	}
+	if done {
+		t.UpstreamLastByte, t.UpstreamBytes = last.Sub(start), n
+	}
+}
+
+// connTrace records how long an upstream request waited for its
+// connection, from the httptrace.ClientTrace GetConn and GotConn events
+// of the Transport (see Timing.ConnWait).
+type connTrace struct {
+	mu     sync.Mutex
+	asked  time.Time
+	wait   time.Duration
+	reused bool
+}
+
+// context returns ctx with a ClientTrace that records into t (after any
+// trace ctx already has).
+func (t *connTrace) context(ctx context.Context, c *Cache) context.Context {
+	return httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
+		GetConn: func(string) {
+			now := c.now()
+			t.mu.Lock()
+			t.asked = now
+			t.mu.Unlock()
+		},
+		GotConn: func(info httptrace.GotConnInfo) {
+			now := c.now()
+			t.mu.Lock()
+			if !t.asked.IsZero() {
+				t.wait = now.Sub(t.asked)
+			}
+			t.reused = info.Reused
+			t.mu.Unlock()
+		},
+	})
+}
+
+// timing returns the upstream timing of an exchange sent at start whose
+// response header arrived at headers.
+func (t *connTrace) timing(start, headers time.Time) upstreamTiming {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return upstreamTiming{start: start, headers: headers, connWait: t.wait, connReused: t.reused}
 }

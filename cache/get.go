@@ -399,7 +399,8 @@ func (b cancelBody) Close() error {
 // the fill of base if collapsed. cancel is called when the upstream
 // exchange is over.
 func (c *Cache) fetch(ctx context.Context, cancel context.CancelFunc, base string, r *http.Request, stale *stored, collapsed, store bool) (*flightResult, error) {
-	out := c.outRequest(ctx, r, collapsed)
+	ct := new(connTrace)
+	out := c.outRequest(ct.context(ctx, c), r, collapsed)
 	if stale != nil {
 		for k, v := range rfc9111.ValidationHeaders(stale.entry()) {
 			out.Header[k] = v
@@ -510,6 +511,7 @@ func (c *Cache) fetch(ctx context.Context, cancel context.CancelFunc, base strin
 		return fr, nil
 	}
 	f := newFill(key, resp.StatusCode, resp.Header, m, resp.ContentLength, vk, w)
+	f.up = ct.timing(reqTime, respTime)
 	if collapsed {
 		c.fills.Store(base, f)
 	}
@@ -633,8 +635,12 @@ func (c *Cache) runFill(f *fill, resp *http.Response, base string, registered bo
 				err = fmt.Errorf("cache: store write: %w", werr)
 				break
 			}
+			var at time.Time // when the first bytes arrived
+			if written == 0 {
+				at = c.now()
+			}
 			written += int64(n)
-			f.advance(n)
+			f.advance(n, at)
 		}
 		if rerr == io.EOF {
 			break
@@ -663,7 +669,7 @@ func (c *Cache) runFill(f *fill, resp *http.Response, base string, registered bo
 	if registered {
 		c.fills.CompareAndDelete(base, f)
 	}
-	f.finish(err)
+	f.finish(err, c.now())
 	if err != nil {
 		c.stats.errors.Add(1)
 		c.log.Info("fill aborted", "err", err)
@@ -956,7 +962,8 @@ func (c *Cache) direct(ctx context.Context, base string, r *http.Request, rec *R
 
 // prefetch makes sure r's object is stored, through get's path, and waits
 // until a fill it started or joined has stored the body (or ctx ends).
-func (c *Cache) prefetch(ctx context.Context, r *http.Request, rec *Record) error {
+// start is when the prefetch began, for rec's Timing.
+func (c *Cache) prefetch(ctx context.Context, r *http.Request, rec *Record, start time.Time) error {
 	rp, err := c.get(ctx, r, rec, nil, modePrefetch)
 	if err != nil {
 		return err
@@ -964,7 +971,9 @@ func (c *Cache) prefetch(ctx context.Context, r *http.Request, rec *Record) erro
 	defer rp.close()
 	rec.Status = rp.status
 	if rp.fill != nil {
-		return rp.fill.wait(ctx)
+		err := rp.fill.wait(ctx)
+		rp.fill.timing(rec, start)
+		return err
 	}
 	if rp.meta == nil { // a pass-through response (the leader's)
 		return fmt.Errorf("%w (status %d)", errPrefetchNotStorable, rp.status)

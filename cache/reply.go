@@ -306,8 +306,9 @@ func (c *Cache) finishHeader(h http.Header, rp *reply) {
 }
 
 // writeReply writes rp to w and returns a non-nil error if the response
-// could not be completed, in which case the caller must abort it.
-func (c *Cache) writeReply(w http.ResponseWriter, r *http.Request, rp *reply, rec *Record) error {
+// could not be completed, in which case the caller must abort it. start
+// is when the request was received (for rec's Timing.FirstByte).
+func (c *Cache) writeReply(w http.ResponseWriter, r *http.Request, rp *reply, rec *Record, start time.Time) error {
 	h := w.Header()
 	if !rp.inDst {
 		for k, v := range rp.header {
@@ -324,13 +325,17 @@ func (c *Cache) writeReply(w http.ResponseWriter, r *http.Request, rp *reply, re
 		return nil
 	}
 	var flush func()
+	dst := io.Writer(w)
 	if _, stored := rp.src.(objSource); !stored {
 		// Bytes arriving from upstream go out as they come.
 		rc := http.NewResponseController(w)
 		flush = func() { rc.Flush() }
+		dst = &firstByteWriter{w: w, c: c, t: &rec.Timing, start: start}
+	} else {
+		rec.Timing.FirstByte = c.now().Sub(start) // stored: every byte is there
 	}
 	if rp.ranges != nil {
-		cw := &countWriter{w: w}
+		cw := &countWriter{w: dst}
 		err := c.writeMultipart(r.Context(), cw, rp, flush)
 		rec.Bytes = cw.n
 		if err != nil {
@@ -347,9 +352,9 @@ func (c *Cache) writeReply(w http.ResponseWriter, r *http.Request, rp *reply, re
 		// Object.Reader) with sendfile(2). It is never flushed midway: a
 		// server with package heldwrite sends it in one write or corked.
 		if _, isPass := rp.src.(passSource); isPass && rp.n < 0 {
-			n, err = copyFlushing(w, rd, flush, c)
+			n, err = copyFlushing(dst, rd, flush, c)
 		} else {
-			n, err = io.Copy(w, rd)
+			n, err = io.Copy(dst, rd)
 		}
 	}
 	rec.Bytes = n
@@ -386,6 +391,26 @@ func copyFlushing(w io.Writer, r io.Reader, flush func(), c *Cache) (int64, erro
 			return n, err
 		}
 	}
+}
+
+// firstByteWriter notes when the first body byte of a response whose
+// bytes arrive from upstream is written (Timing.FirstByte). It only
+// writes: a stored body, which net/http may send with sendfile, never
+// goes through it.
+type firstByteWriter struct {
+	w     io.Writer
+	c     *Cache
+	t     *Timing
+	start time.Time
+	seen  bool
+}
+
+func (fw *firstByteWriter) Write(p []byte) (int, error) {
+	if !fw.seen && len(p) > 0 {
+		fw.seen = true
+		fw.t.FirstByte = fw.c.now().Sub(fw.start)
+	}
+	return fw.w.Write(p)
 }
 
 type countWriter struct {
@@ -506,6 +531,9 @@ func (b *replyBody) Read(p []byte) (int, error) {
 		return 0, io.EOF
 	}
 	n, err := b.rd.Read(p)
+	if n > 0 && b.n == 0 {
+		b.rec.Timing.FirstByte = b.c.now().Sub(b.start)
+	}
 	b.n += int64(n)
 	if err == io.EOF && b.want >= 0 && b.n != b.want {
 		err = fmt.Errorf("cache: body: %d of %d bytes: %w", b.n, b.want, io.ErrUnexpectedEOF)
@@ -528,6 +556,9 @@ func (b *replyBody) finish() {
 		b.closer.Close()
 	}
 	b.rp.close()
+	if b.rp.fill != nil {
+		b.rp.fill.timing(b.rec, b.start)
+	}
 	b.rec.Bytes = b.n
 	b.rec.Err = b.err
 	b.c.record(b.r, b.rec, b.start)
