@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"net/url"
 	"strconv"
 	"strings"
@@ -622,7 +623,10 @@ func isIdempotent(r *http.Request) bool {
 
 // RoundTrip sends r to one of the upstreams. The request is not modified;
 // its body is always closed. See the package documentation for routing,
-// retries and failover.
+// retries and failover. If r's context carries an httptrace.ClientTrace,
+// its GetConn and GotConn hooks are called around taking each connection
+// (WasIdle for one from the pool, Reused for one that carried requests
+// before), as http.Transport calls them.
 func (t *Transport) RoundTrip(r *http.Request) (*http.Response, error) {
 	body := &onceCloser{rc: r.Body}
 	defer body.Close()
@@ -834,12 +838,19 @@ func (t *Transport) attempt(ctx context.Context, r *http.Request, u *upstreamSta
 	for try := 0; ; try++ {
 		// The last retry dials a new connection: when the far side
 		// closed the whole pool, more idle connections are dead too.
+		trace := httptrace.ContextClientTrace(ctx)
+		if trace != nil && trace.GetConn != nil {
+			trace.GetConn(u.host)
+		}
 		c, fromIdle, dialed, err := p.get(ctx, try == maxStaleRetries)
 		if dialed {
 			u.coldDials.Add(1)
 		}
 		if err != nil {
 			return nil, false, err
+		}
+		if trace != nil && trace.GotConn != nil {
+			trace.GotConn(httptrace.GotConnInfo{Conn: c.nc, Reused: c.uses > 0, WasIdle: fromIdle})
 		}
 		u.requests.Add(1)
 		if c.uses > 0 {

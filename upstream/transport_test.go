@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httptrace"
 	"net/url"
 	"reflect"
 	"strings"
@@ -1103,5 +1104,38 @@ func TestRequestKillingUpstreamNotAmplified(t *testing.T) {
 	}
 	if n := srv.hits.Load(); n < 1 || n > 3 {
 		t.Errorf("upstream received the request %d times, want 1..3", n)
+	}
+}
+
+// Issue 14: RoundTrip reports taking its connection to an
+// httptrace.ClientTrace, so that a cache can tell a request that waited
+// for a dial from one that found a warm connection.
+func TestClientTraceConnections(t *testing.T) {
+	srv := newServer(t, ok)
+	tr := newTransport(t, &Transport{Upstreams: []string{srv.URL}, MinIdle: -1})
+	type event struct {
+		get          bool
+		idle, reused bool
+	}
+	var events []event
+	trace := &httptrace.ClientTrace{
+		GetConn: func(string) { events = append(events, event{get: true}) },
+		GotConn: func(i httptrace.GotConnInfo) {
+			events = append(events, event{idle: i.WasIdle, reused: i.Reused})
+		},
+	}
+	for range 2 {
+		req, _ := http.NewRequestWithContext(httptrace.WithClientTrace(t.Context(), trace), http.MethodGet, "http://x/", nil)
+		resp, err := tr.RoundTrip(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		waitStats(t, tr, "connection back in the pool", func(s Stats) bool { return s.Upstreams[0].Idle == 1 })
+	}
+	want := []event{{get: true}, {}, {get: true}, {idle: true, reused: true}}
+	if !reflect.DeepEqual(events, want) {
+		t.Errorf("trace events %+v, want %+v (a dial, then the same connection from the pool)", events, want)
 	}
 }
