@@ -264,7 +264,7 @@ func (t *connTrace) context(ctx context.Context, c *Cache) context.Context {
 			if !t.asked.IsZero() {
 				t.wait = now.Sub(t.asked)
 			}
-			t.reused = info.Reused
+			t.reused = info.Reused || info.WasIdle
 			t.mu.Unlock()
 		},
 	})

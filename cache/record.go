@@ -60,10 +60,11 @@ type Timing struct {
 	Joined bool
 
 	// ConnReused reports that the fill's upstream request went out on a
-	// connection that had served requests before (a warm, pooled one),
-	// and ConnWait how long it waited for its connection: zero for an
-	// idle pooled one, the dial (a Tor circuit) otherwise. Both are known
-	// only from a Transport that reports httptrace.ClientTrace GetConn and
+	// connection that was open before it asked for one (an idle pooled
+	// connection, used before or dialled ahead by a warm pool), and
+	// ConnWait how long it waited for its connection: next to nothing for
+	// an idle one, a dial (a Tor circuit) otherwise. Both are known only
+	// from a Transport that reports httptrace.ClientTrace GetConn and
 	// GotConn, as http.Transport and upstream.Transport do.
 	ConnReused bool
 	ConnWait   time.Duration
