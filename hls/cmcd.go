@@ -1,6 +1,7 @@
 package hls
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"math"
@@ -423,7 +424,8 @@ type CMCDFilter struct {
 }
 
 // ServeHTTP strips CMCD from r (unless Forward), calls OnCMCD and serves
-// the request with Next.
+// the request with Next, with the CMCD in its context (see
+// [CMCDFromContext]).
 func (f *CMCDFilter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !carriesCMCD(r) {
 		f.Next.ServeHTTP(w, r)
@@ -436,10 +438,24 @@ func (f *CMCDFilter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		r = r.Clone(r.Context())
 		c, _ = StripCMCD(r)
 	}
+	r = r.WithContext(context.WithValue(r.Context(), cmcdCtxKey{}, c))
 	if f.OnCMCD != nil {
 		f.OnCMCD(r, c)
 	}
 	f.Next.ServeHTTP(w, r)
+}
+
+// cmcdCtxKey is the context key of the CMCD a CMCDFilter parsed.
+type cmcdCtxKey struct{}
+
+// CMCDFromContext returns the CMCD that a [CMCDFilter] parsed from the
+// request whose context is ctx (and stripped from it, unless Forward),
+// and whether it carried any. [Prefetcher.Wrap] uses it for the player's
+// next-object request (nor) and measured throughput (mtp). It stays in
+// the process: nothing in this module logs or forwards a context's values.
+func CMCDFromContext(ctx context.Context) (CMCD, bool) {
+	c, ok := ctx.Value(cmcdCtxKey{}).(CMCD)
+	return c, ok
 }
 
 // carriesCMCD is the allocation-free test for CMCD in r.

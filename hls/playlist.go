@@ -53,6 +53,9 @@ type Playlist struct {
 	// Parts lists the EXT-X-PART URIs (LL-HLS partial segments), including
 	// the parts of the segment in progress, and the EXT-X-PRELOAD-HINT URI.
 	Parts []string
+	// PreloadHint is the EXT-X-PRELOAD-HINT URI of type PART (also the
+	// last of Parts), empty if none.
+	PreloadHint string
 	// PartTarget is EXT-X-PART-INF PART-TARGET, zero without LL-HLS.
 	PartTarget time.Duration
 	// CanBlockReload is EXT-X-SERVER-CONTROL CAN-BLOCK-RELOAD=YES.
@@ -176,6 +179,7 @@ func fromMedia(base *url.URL, m *playlist.Media) *Playlist {
 	if m.PreloadHint != nil {
 		if u, ok := resolve(base, m.PreloadHint.URI); ok {
 			p.Parts = append(p.Parts, u)
+			p.PreloadHint = u
 		}
 	}
 	return p

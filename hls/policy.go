@@ -128,6 +128,11 @@ type Policy struct {
 	// modify pl and must return quickly.
 	OnMediaPlaylist func(r *http.Request, pl *Playlist)
 
+	// OnMasterPlaylist, if not nil, is called like OnMediaPlaylist with
+	// every master (multivariant) playlist the policy parsed.
+	// [Prefetcher.ObserveMaster] is meant to be wired here.
+	OnMasterPlaylist func(r *http.Request, pl *Playlist)
+
 	mu   sync.Mutex
 	mem  *lru[string, memo]
 	keys *lru[string, struct{}] // key URIs, apart so segments never evict them
@@ -365,7 +370,7 @@ func (p *Policy) readPlaylist(base *url.URL, resp *http.Response) (pl *Playlist,
 }
 
 // learn remembers what pl says about its own URI and the URIs it lists, and
-// calls OnMediaPlaylist. It returns pl with its target duration clamped.
+// calls OnMediaPlaylist or OnMasterPlaylist. It returns pl with its target duration clamped.
 func (p *Policy) learn(r *http.Request, base *url.URL, mk string, pl *Playlist) *Playlist {
 	pl.TargetDuration = min(pl.TargetDuration, orDefault(p.MaxTargetDuration, DefaultMaxTargetDuration))
 	p.mu.Lock()
@@ -397,8 +402,11 @@ func (p *Policy) learn(r *http.Request, base *url.URL, mk string, pl *Playlist) 
 		}
 	}
 	p.mu.Unlock()
-	if !pl.Master && p.OnMediaPlaylist != nil {
+	switch {
+	case !pl.Master && p.OnMediaPlaylist != nil:
 		p.OnMediaPlaylist(r, pl)
+	case pl.Master && p.OnMasterPlaylist != nil:
+		p.OnMasterPlaylist(r, pl)
 	}
 	return pl
 }
