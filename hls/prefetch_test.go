@@ -86,6 +86,7 @@ func TestPrefetcherNextSegments(t *testing.T) {
 	// seg2 again: only seg4 is new.
 	req = httptest.NewRequest(http.MethodGet, "/v/seg2.ts", nil)
 	req.Host = "edge.test"
+	h.ServeHTTP(httptest.NewRecorder(), req)
 	p.OnRecord(req, cache.Record{Method: "GET", Disposition: cache.Hit})
 	if got := f.wait(t, 1); got[0] != "/v/seg4.ts" {
 		t.Fatalf("prefetched %v", got)
@@ -93,6 +94,7 @@ func TestPrefetcherNextSegments(t *testing.T) {
 	p.OnRecord(req, cache.Record{Method: "GET", Disposition: cache.Hit}) // counted once
 	req3 := httptest.NewRequest(http.MethodGet, "/v/seg3.ts", nil)
 	req3.Host = "edge.test"
+	h.ServeHTTP(httptest.NewRecorder(), req3)
 	p.OnRecord(req3, cache.Record{Method: "GET", Disposition: cache.Miss}) // not a hit
 	f.wait(t, 1)                                                           // seg5
 	if err := p.Close(); err != nil {                                      // waits for the workers
