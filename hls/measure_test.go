@@ -96,13 +96,17 @@ type tier struct {
 }
 
 func newTier(t *testing.T, name string, c *cache.Cache) *tier {
-	pol := &hls.Policy{}
-	c.Policy, c.Name, c.CacheStatus = pol, name, true
-	pf := &hls.Prefetcher{Fetch: c.Prefetch}
-	pol.OnMediaPlaylist = pf.ObservePlaylist
+	c.Policy, c.Name, c.CacheStatus = &hls.Policy{}, name, true
+	pf := &hls.Prefetcher{}
+	if os.Getenv("MEASURE_OLD_PREFETCH") == "1" { // round 1: lookahead of 2 only
+		pf.Ahead, pf.StartVariants, pf.Headroom = 2, -1, -1
+	}
+	if err := pf.Attach(c); err != nil {
+		t.Fatal(err)
+	}
 	log := &recLog{}
-	c.OnRecord = append(c.OnRecord, pf.OnRecord, log.add)
-	srv := httptest.NewServer(pf.Wrap(c))
+	c.OnRecord = append(c.OnRecord, log.add)
+	srv := httptest.NewServer(&hls.CMCDFilter{Next: pf.Wrap(c)})
 	t.Cleanup(func() { srv.Close(); pf.Close() })
 	return &tier{cache: c, pf: pf, log: log, srv: srv}
 }
@@ -166,7 +170,11 @@ func TestPathMeasure(t *testing.T) {
 		begin := time.Now()
 		cold := viewer(t, u)
 		results = append(results, measured{fmt.Sprintf("cold: first viewer (run %d)", run), cold})
-		t.Logf("run %d, cold viewer, start-up: the edge's and midtier's first records (start → end since the viewer started; prefetches marked pf):\n%s", run, timelineOf(begin, edge, mid, 8))
+		n := 8
+		if os.Getenv("MEASURE_TIMELINE") == "1" {
+			n = 1000
+		}
+		t.Logf("run %d, cold viewer, start-up: the edge's and midtier's first records (start → end since the viewer started; prefetches marked pf):\n%s", run, timelineOf(begin, edge, mid, n))
 		t.Logf("run %d, cold viewer, per segment (edge and midtier records of the same path):\n%s", run, breakdown(cold, edge, mid))
 		t.Logf("run %d: edge prefetch %+v, midtier prefetch %+v, upstream %+v", run, edge.pf.Stats(), mid.pf.Stats(), tr.Stats().Upstreams[0])
 		edge.log.reset()
@@ -248,8 +256,16 @@ func timelineOf(begin time.Time, edge, mid *tier, n int) string {
 			if r.rec.Prefetch {
 				pf = " pf"
 			}
-			start := r.end.Add(-r.rec.Delivery).Sub(begin).Seconds()
-			fmt.Fprintf(&b, "  %-4s %6.3fs → %6.3fs  %-20s %-9s upstream %.3fs%s\n", tt.name, start, r.end.Sub(begin).Seconds(), r.rec.Path, r.rec.Disposition, r.rec.Upstream.Seconds(), pf)
+			start := r.end.Add(-r.rec.Delivery)
+			tm := r.rec.Timing
+			at := func(d time.Duration) string {
+				if d == 0 {
+					return "    -  "
+				}
+				return fmt.Sprintf("%6.3fs", start.Add(d).Sub(begin).Seconds())
+			}
+			fmt.Fprintf(&b, "  %-4s %6.3fs → %6.3fs  %-20s %-9s up: sent %s hdr %s first %s last %s %7dB conn-wait %.3fs%s\n", tt.name, start.Sub(begin).Seconds(), r.end.Sub(begin).Seconds(), r.rec.Path, r.rec.Disposition,
+				at(tm.UpstreamStart+tm.ConnWait), at(tm.UpstreamHeaders), at(tm.UpstreamFirstByte), at(tm.UpstreamLastByte), tm.UpstreamBytes, tm.ConnWait.Seconds(), pf)
 		}
 	}
 	return b.String()
