@@ -261,6 +261,11 @@ type Prefetcher struct {
 
 	background int // headroom prefetches in flight
 	lookahead  int // lookahead and headroom prefetches in flight
+	running    int // prefetches in flight
+
+	// noContention, set by tests only, keeps the leg from being found
+	// contended (loopback timings are noise).
+	noContention bool
 
 	// learned is set once a playlist has been seen: until then no request
 	// can be one to prefetch after, and the per-request hooks return at
@@ -547,12 +552,8 @@ func (p *Prefetcher) scheduleStartLocked(rd *rendition, sess string) {
 	job := func(uri string) {
 		p.enqueueLocked(prefetchJob{url: uri, tmpl: rd.tmpl, prio: prioStart, why: whyLease, stat: statStarted, owner: rd.master, session: sess})
 	}
-	if len(rd.init) > 0 {
-		if rd.live {
-			job(rd.init[len(rd.init)-1])
-		} else {
-			job(rd.init[0])
-		}
+	if init := rd.initFor(); init != "" {
+		job(init)
 	}
 	if rd.live && len(rd.parts) > 0 {
 		for _, u := range rd.parts[max(0, len(rd.parts)-llStartParts):] {
@@ -634,6 +635,9 @@ func (p *Prefetcher) ObservePlaylist(r *http.Request, pl *Playlist) {
 	var jobs []prefetchJob
 	if rd.pendTo >= 0 {
 		if lease && !p.contendedLocked() {
+			if init := rd.initFor(); init != "" {
+				jobs = append(jobs, prefetchJob{url: init, tmpl: rd.tmpl, prio: prioAhead, why: whyLease, owner: rd.master, session: rd.pendSession})
+			}
 			jobs = p.rangeLocked(rd, rd.pendFrom, rd.pendTo, prefetchJob{prio: prioBackground, why: whyLease, stat: statHeadroom, owner: rd.master, session: rd.pendSession}, jobs)
 		}
 		rd.pendTo = -1
@@ -644,6 +648,18 @@ func (p *Prefetcher) ObservePlaylist(r *http.Request, pl *Playlist) {
 	for _, job := range jobs {
 		p.enqueueLocked(job)
 	}
+}
+
+// initFor returns the init section a player starting rd fetches: the
+// first of a VOD playlist, the last of a live one; "" if none.
+func (rd *rendition) initFor() string {
+	switch {
+	case len(rd.init) == 0:
+		return ""
+	case rd.live:
+		return rd.init[len(rd.init)-1]
+	}
+	return rd.init[0]
 }
 
 func (p *Prefetcher) indexLocked(uri string, ref segRef) {
@@ -769,6 +785,13 @@ func (p *Prefetcher) headroomLocked(rd *rendition, msn int, sess string, cm CMCD
 		return held
 	}
 	if urd.learned {
+		if init := urd.initFor(); init != "" {
+			// A player switching to fMP4 segments needs their init section.
+			job := prefetchJob{url: init, tmpl: urd.tmpl, prio: prioAhead, why: whyLease, owner: rd.master, session: sess}
+			if job, ok := p.jobLocked(job); ok {
+				held = append(held, job)
+			}
+		}
 		return p.rangeLocked(urd, msn+1, msn+n, prefetchJob{prio: prioBackground, why: whyLease, stat: statHeadroom, owner: rd.master, session: sess}, held)
 	}
 	// Learn its playlist first; the segments follow (ObservePlaylist).
@@ -783,7 +806,7 @@ func (p *Prefetcher) headroomLocked(rd *rendition, msn int, sess string, cm CMCD
 // contendedLocked reports whether the fills in flight slowed each other
 // down on the upstream leg lately (see measureLocked).
 func (p *Prefetcher) contendedLocked() bool {
-	return p.now().Before(p.contendedUntil)
+	return !p.noContention && p.now().Before(p.contendedUntil)
 }
 
 // aheadLocked returns the lookahead of rd (see Prefetcher.Ahead).
@@ -1007,17 +1030,19 @@ func (p *Prefetcher) worker() {
 		if job.prio >= prioNext {
 			p.lookahead++
 		}
+		p.running++
 		p.mu.Unlock()
 		p.run(job)
+		p.mu.Lock()
+		p.running--
 		if job.prio >= prioNext {
-			p.mu.Lock()
 			p.lookahead--
 			if job.prio == prioBackground {
 				p.background--
 			}
 			p.work.Broadcast() // a worker may wait for this one to end
-			p.mu.Unlock()
 		}
+		p.mu.Unlock()
 	}
 }
 
@@ -1161,7 +1186,9 @@ func (p *Prefetcher) measureLocked(key string, rec cache.Record) {
 			p.legPeak = max(bps, ewma(p.legPeak, bps)*(1-ewmaWeight/4)) // decays slowly
 			contended = contended || bps < contendedRate*p.legPeak
 		}
-		if contended {
+		// A leg that fills in less than contendedSlack has room to spare
+		// whatever its figures (loopback, a LAN).
+		if contended && t.UpstreamLastByte-t.UpstreamStart-t.ConnWait > contendedSlack {
 			p.contendedUntil = p.now().Add(stickyContention)
 		}
 	}

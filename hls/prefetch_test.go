@@ -6,12 +6,15 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/onioncdn/onioncdn/cache"
+	"github.com/onioncdn/onioncdn/hls/hlstest"
 )
 
 // fetchLog records the prefetch requests a Prefetcher makes.
@@ -193,4 +196,154 @@ func itoa(i int) string {
 		return string(rune('0' + i))
 	}
 	return itoa(i/10) + string(rune('0'+i%10))
+}
+
+// req is a client GET of rawURL (absolute: RoundTrip form).
+func req(rawURL string) *http.Request { return httptest.NewRequest(http.MethodGet, rawURL, nil) }
+
+// legRecord is a prefetch's cache record whose fill took rtt to respond
+// and moved bytes at bps.
+func legRecord(rtt time.Duration, bytes int64, bps float64) cache.Record {
+	xfer := time.Duration(float64(bytes*8) / bps * float64(time.Second))
+	return cache.Record{Method: http.MethodGet, Status: http.StatusOK, Prefetch: true, Timing: cache.Timing{
+		UpstreamStart: time.Millisecond, UpstreamHeaders: time.Millisecond + rtt, UpstreamFirstByte: time.Millisecond + rtt,
+		UpstreamLastByte: time.Millisecond + rtt + xfer, UpstreamBytes: bytes,
+	}}
+}
+
+// mediaOf returns the 10-segment VOD (or live) playlist of rendition name
+// on e.test.
+func mediaOf(t *testing.T, name string, live bool) *Playlist {
+	t.Helper()
+	_, pl := masterAndMedia(t, live)
+	for i := range pl.Segments {
+		pl.Segments[i].URI = strings.Replace(pl.Segments[i].URI, "/240p/", "/"+name+"/", 1)
+	}
+	return pl
+}
+
+// Issue 14: the lookahead is sized by the measured upstream leg and the
+// rendition's segment size: a segment is filled twice over before a
+// real-time player asks for it.
+func TestPrefetcherAheadSizedByLeg(t *testing.T) {
+	f := newFetchLog()
+	clock := newFakeClock()
+	p := &Prefetcher{Fetch: f.fetch, Now: clock.Now, Headroom: -1, StartVariants: -1}
+	t.Cleanup(func() { p.Close() })
+	master, _ := masterAndMedia(t, false)
+	p.ObserveMaster(req("http://e.test/master.m3u8"), master)
+	p.ObservePlaylist(req("http://e.test/240p/index.m3u8"), mediaOf(t, "240p", false))
+	p.ObservePlaylist(req("http://e.test/720p/index.m3u8"), mediaOf(t, "720p", false))
+	p.Observe(req("http://e.test/240p/seg0.ts"))
+	if got := f.wait(t, DefaultPrefetchAhead); !slices.Equal(got, []string{"/240p/seg1.ts", "/240p/seg2.ts"}) {
+		t.Fatalf("before any measurement: prefetched %v", got)
+	}
+	// The leg: 0.4 s to respond, 4 Mbit/s.
+	p.OnRecord(req("http://e.test/other"), legRecord(400*time.Millisecond, 250_000, 4e6))
+	// 240p (400 kbit/s): 100 kB in 0.6 s, twice over in 2 s segments: 1.
+	p.Observe(req("http://e.test/240p/seg4.ts"))
+	// 720p (2.5 Mbit/s): 625 kB in 1.65 s: 2.
+	p.Observe(req("http://e.test/720p/seg4.ts"))
+	if got := f.wait(t, 3); !slices.Equal(got, []string{"/240p/seg5.ts", "/720p/seg5.ts", "/720p/seg6.ts"}) {
+		t.Fatalf("sized: prefetched %v", got)
+	}
+	// Measured 720p segments of 1.25 MB: 2.9 s, 3 ahead.
+	p.OnRecord(req("http://e.test/720p/seg6.ts"), legRecord(400*time.Millisecond, 1_250_000, 4e6))
+	p.Observe(req("http://e.test/720p/seg6.ts"))
+	if got := f.wait(t, 3); !slices.Equal(got, []string{"/720p/seg7.ts", "/720p/seg8.ts", "/720p/seg9.ts"}) {
+		t.Fatalf("measured size: prefetched %v", got)
+	}
+	waitPrefetchIdle(t, p)
+	if s := p.Stats(); s.Scheduled != 8 {
+		t.Errorf("stats %+v", s)
+	}
+}
+
+// Issue 14: no headroom while fills slow each other down on the leg (for
+// 30 s after the last such fill), nor for a player whose CMCD says it
+// cannot afford the next variant.
+func TestPrefetcherHeadroomGates(t *testing.T) {
+	f := newFetchLog()
+	clock := newFakeClock()
+	p := &Prefetcher{Fetch: f.fetch, Now: clock.Now, Ahead: 1, StartVariants: -1}
+	t.Cleanup(func() { p.Close() })
+	master, _ := masterAndMedia(t, false)
+	p.ObserveMaster(req("http://e.test/master.m3u8"), master) // opens the lease
+	p.ObservePlaylist(req("http://e.test/240p/index.m3u8"), mediaOf(t, "240p", false))
+	p.ObservePlaylist(req("http://e.test/480p/index.m3u8"), mediaOf(t, "480p", false))
+	p.OnRecord(req("http://e.test/a"), legRecord(400*time.Millisecond, 250_000, 4e6))
+	p.Observe(req("http://e.test/240p/seg0.ts"))
+	if got := f.wait(t, 2); !slices.Equal(got, []string{"/240p/seg1.ts", "/480p/seg1.ts"}) {
+		t.Fatalf("prefetched %v", got)
+	}
+	// A fill waits 1.2 s for its response: the leg is contended.
+	p.OnRecord(req("http://e.test/b"), legRecord(1200*time.Millisecond, 250_000, 4e6))
+	p.Observe(req("http://e.test/240p/seg1.ts"))
+	if got := f.wait(t, 1); got[0] != "/240p/seg2.ts" {
+		t.Fatalf("prefetched %v", got)
+	}
+	clock.Advance(stickyContention + time.Second)
+	p.Observe(req("http://e.test/240p/seg2.ts"))
+	if got := f.wait(t, 2); !slices.Equal(got, []string{"/240p/seg3.ts", "/480p/seg3.ts"}) {
+		t.Fatalf("30 s later: prefetched %v", got)
+	}
+	withCMCD := func(rawURL string, c CMCD) *http.Request {
+		r := req(rawURL)
+		return r.WithContext(context.WithValue(r.Context(), cmcdCtxKey{}, c))
+	}
+	// mtp 1000 kbit/s: 70 % of it is below 480p's 1 Mbit/s.
+	p.Observe(withCMCD("http://e.test/240p/seg3.ts", CMCD{MeasuredThroughput: 1000}))
+	if got := f.wait(t, 1); got[0] != "/240p/seg4.ts" {
+		t.Fatalf("prefetched %v", got)
+	}
+	p.Observe(withCMCD("http://e.test/240p/seg4.ts", CMCD{MeasuredThroughput: 2000}))
+	if got := f.wait(t, 2); !slices.Equal(got, []string{"/240p/seg5.ts", "/480p/seg5.ts"}) {
+		t.Fatalf("prefetched %v", got)
+	}
+	waitPrefetchIdle(t, p)
+	if s := p.Stats(); s.Headroom != 3 || s.Scheduled != 8 {
+		t.Errorf("stats %+v: want 3 headroom segments of 8 prefetches", s)
+	}
+}
+
+// Issue 14: a live stream starts three segments from the end (HOLD-BACK),
+// an LL-HLS stream at the last parts listed and the preload hint.
+func TestPrefetcherLiveStart(t *testing.T) {
+	t.Run("live", func(t *testing.T) {
+		f := newFetchLog()
+		p := &Prefetcher{Fetch: f.fetch}
+		t.Cleanup(func() { p.Close() })
+		master, live := masterAndMedia(t, true)
+		p.ObserveMaster(req("http://e.test/master.m3u8"), master)
+		if got := f.wait(t, 1); got[0] != "/240p/index.m3u8" {
+			t.Fatalf("prefetched %v", got)
+		}
+		p.ObservePlaylist(req("http://e.test/240p/index.m3u8"), live) // segments 0…9
+		if got := f.wait(t, 1); got[0] != "/240p/seg7.ts" {
+			t.Fatalf("prefetched %v", got)
+		}
+	})
+	t.Run("ll_hls", func(t *testing.T) {
+		start := time.Unix(1_000_000, 0)
+		now := start.Add(20*time.Second + 600*time.Millisecond) // segments 0…9 done, and part 0 of 10
+		o := &hlstest.Origin{Live: true, FMP4: true, PartDuration: 500 * time.Millisecond, Start: start, Now: func() time.Time { return now }}
+		rec := httptest.NewRecorder()
+		o.ServeHTTP(rec, req("http://e.test/240p/index.m3u8"))
+		base, _ := url.Parse("http://e.test/240p/index.m3u8")
+		ll, err := ParsePlaylist(base, rec.Body.Bytes())
+		if err != nil || ll.PreloadHint != "http://e.test/240p/seg10.1.m4s" {
+			t.Fatalf("playlist: %v, hint %q:\n%s", err, ll.PreloadHint, rec.Body)
+		}
+		f := newFetchLog()
+		p := &Prefetcher{Fetch: f.fetch}
+		t.Cleanup(func() { p.Close() })
+		master, _ := masterAndMedia(t, true)
+		p.ObserveMaster(req("http://e.test/master.m3u8"), master)
+		f.wait(t, 1)
+		p.ObservePlaylist(req("http://e.test/240p/index.m3u8"), ll)
+		want := []string{"/240p/init.mp4", "/240p/seg10.0.m4s", "/240p/seg10.1.m4s", "/240p/seg9.1.m4s", "/240p/seg9.2.m4s", "/240p/seg9.3.m4s"}
+		if got := f.wait(t, len(want)); !slices.Equal(got, want) {
+			t.Fatalf("prefetched %v, want %v", got, want)
+		}
+	})
 }
