@@ -15,8 +15,10 @@
 // component with its own package, with the settings you want, and hand
 // them to a [Tier], which:
 //
-//   - attaches the Prefetcher to the Cache and the Agent's meter and
-//     hit-ratio sample to the handler (see the fields' docs);
+//   - attaches the Prefetcher to the Cache (client sessions are Tor
+//     circuits) and the Agent's meter and hit-ratio sample to the handler,
+//     and strips players' CMCD where requests enter, leaving what it says
+//     to the Prefetcher (see the fields' docs);
 //   - serves with a read-header timeout, an idle timeout and a header size
 //     bound chosen for Tor clients ([DefaultReadHeaderTimeout],
 //     [DefaultIdleTimeout], [DefaultMaxHeaderBytes]), circuit ids in the
@@ -52,6 +54,8 @@
 // # Security
 //
 // The Tier adds no header and logs no request; its logs name the tier and
-// its shutdown steps only. Metrics are served by the caller (package
+// its shutdown steps only. CMCD, which identifies viewing sessions, is
+// removed from requests before anything else sees them unless
+// [Tier.ForwardCMCD] is set. Metrics are served by the caller (package
 // metrics refuses non-loopback addresses).
 package tier

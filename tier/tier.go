@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strconv"
 	"sync"
 	"time"
 
@@ -66,10 +67,21 @@ type Tier struct {
 	Handler http.Handler
 
 	// Prefetcher, if set, prefetches HLS segments for the Cache's
-	// clients: Start attaches it to Cache (hls.Prefetcher.Attach) and
+	// clients: Start attaches it to Cache (hls.Prefetcher.Attach), sets
+	// its Session hook, if nil, to the client's Tor circuit (see
+	// onion.CircuitID; requests on other listeners have no session), and
 	// notes client requests before they reach the handler. It is closed
 	// after the cache has drained.
 	Prefetcher *hls.Prefetcher
+
+	// ForwardCMCD passes the Common Media Client Data (CTA-5004) players
+	// send on to the handler, the cache's log and the upstream tiers, for
+	// a CDN whose origin analyses it. If false (the default), CMCD is
+	// removed where requests enter the tier (hls.CMCDFilter): it
+	// identifies viewing sessions. Either way the Prefetcher reads what it
+	// said (the next object, the player's throughput) from the request's
+	// context.
+	ForwardCMCD bool
 
 	// Agent, if set, reports the tier's load to a router: Start wraps the
 	// handler with its meter, sets its Sample hook (if nil) to report the
@@ -159,6 +171,9 @@ func (t *Tier) start() error {
 		if err := pf.Attach(t.Cache); err != nil {
 			return fmt.Errorf("tier %s: %w", t.name(), err)
 		}
+		if pf.Session == nil {
+			pf.Session = circuitSession
+		}
 		h = pf.Wrap(h)
 	}
 	if a := t.Agent; a != nil {
@@ -179,6 +194,7 @@ func (t *Tier) start() error {
 		}
 		h = a.Middleware(h)
 	}
+	h = &hls.CMCDFilter{Next: h, Forward: t.ForwardCMCD}
 	t.handler = h
 	srv := &http.Server{
 		Handler:           h,
@@ -203,6 +219,15 @@ func (t *Tier) start() error {
 		}()
 	}
 	return nil
+}
+
+// circuitSession is a Prefetcher's Session on an onion service: the
+// client's circuit.
+func circuitSession(r *http.Request) string {
+	if id, ok := onion.CircuitID(r.Context()); ok {
+		return strconv.FormatUint(uint64(id), 10)
+	}
+	return ""
 }
 
 func or[T int | time.Duration](v, def T) T {

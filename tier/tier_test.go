@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -277,5 +278,64 @@ func TestStartErrors(t *testing.T) {
 	}
 	if err := (&tier.Tier{Handler: http.NotFoundHandler()}).Run(t.Context()); err == nil {
 		t.Error("Run without listeners accepted")
+	}
+}
+
+// Issue 14: a tier strips the CMCD players send before its cache and its
+// upstream see it, unless ForwardCMCD; either way the Prefetcher takes the
+// next object it names (nor) as a hint.
+func TestCMCD(t *testing.T) {
+	for _, forward := range []bool{false, true} {
+		t.Run(map[bool]string{false: "stripped", true: "forwarded"}[forward], func(t *testing.T) {
+			var mu sync.Mutex
+			var seen []string
+			origin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				mu.Lock()
+				seen = append(seen, r.URL.RequestURI()+" "+r.Header.Get("CMCD-Request"))
+				mu.Unlock()
+				if strings.HasSuffix(r.URL.Path, ".m3u8") {
+					w.Header().Set("Content-Type", "application/vnd.apple.mpegurl")
+					io.WriteString(w, "#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:2,\ns0.ts\n#EXTINF:2,\ns1.ts\n#EXTINF:2,\ns2.ts\n#EXTINF:2,\ns3.ts\n#EXT-X-ENDLIST\n")
+					return
+				}
+				w.Header().Set("Content-Type", "video/mp2t")
+				io.WriteString(w, "segment "+r.URL.Path)
+			}))
+			defer origin.Close()
+			ou, _ := url.Parse(origin.URL)
+			pf := &hls.Prefetcher{Ahead: 1}
+			tr := &tier.Tier{Cache: &cache.Cache{Upstream: ou}, Prefetcher: pf, ForwardCMCD: forward}
+			srv := httptest.NewServer(tr)
+			defer srv.Close()
+			defer pf.Close()
+			fetch(t, srv.URL+"/v/index.m3u8")
+			req, _ := http.NewRequest(http.MethodGet, srv.URL+"/v/s0.ts?CMCD="+url.QueryEscape(`nor="s3.ts",sid="viewer-1"`), nil)
+			req.Header.Set("CMCD-Request", "bl=2000")
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			deadline := time.Now().Add(10 * time.Second)
+			for pf.Stats().Prefetched < 2 { // s1 (lookahead) and s3 (the hint)
+				if time.Now().After(deadline) {
+					t.Fatalf("prefetch stats %+v", pf.Stats())
+				}
+				time.Sleep(time.Millisecond)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			leaked := false
+			for _, s := range seen {
+				leaked = leaked || strings.Contains(s, "CMCD") || strings.Contains(s, "bl=2000")
+			}
+			if leaked != forward {
+				t.Errorf("origin saw %q; want CMCD only with ForwardCMCD", seen)
+			}
+			if !slices.ContainsFunc(seen, func(s string) bool { return strings.HasPrefix(s, "/v/s3.ts") }) {
+				t.Errorf("origin saw %q; want the hinted /v/s3.ts", seen)
+			}
+		})
 	}
 }
