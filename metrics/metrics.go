@@ -239,7 +239,10 @@ func Watchdog(tier string, l interface{ WatchdogStats() onion.WatchdogStats }) p
 
 // Prefetch returns a collector of an HLS prefetcher's counters, labelled
 // tier=tier: onioncdn_prefetch_scheduled_total, _stored_total, _hits_total,
-// _failed_total, _dropped_total and _idle_total.
+// _failed_total, _dropped_total, _idle_total, _limited_total and
+// onioncdn_prefetch_scheduled_by_reason_total{reason} (start_up,
+// headroom, hint: the parts of scheduled_total with a reason other than a
+// viewer's lookahead).
 func Prefetch(tier string, p interface{ Stats() hls.PrefetchStats }) prometheus.Collector {
 	d := &descs{tier: tier}
 	sched := d.new("prefetch", "scheduled_total", "Prefetches queued.")
@@ -248,11 +251,15 @@ func Prefetch(tier string, p interface{ Stats() hls.PrefetchStats }) prometheus.
 	failed := d.new("prefetch", "failed_total", "Prefetches that failed.")
 	dropped := d.new("prefetch", "dropped_total", "Prefetches dropped because the queue was full.")
 	idle := d.new("prefetch", "idle_total", "Prefetches skipped because nobody watched the rendition any more.")
+	limited := d.new("prefetch", "limited_total", "Prefetches refused by the per-session bound.")
+	why := d.new("prefetch", "scheduled_by_reason_total", "Prefetches queued for a master playlist request (start_up), the next variant up (headroom) or a player's announced next object (hint).", "reason")
 	return &snapshotCollector{descs: d.all, collect: func() []metric {
 		s := p.Stats()
 		return []metric{
 			counter(sched, s.Scheduled), counter(stored, s.Prefetched), counter(hits, s.Hits),
 			counter(failed, s.Failed), counter(dropped, s.Dropped), counter(idle, s.Idle),
+			counter(limited, s.Limited), counter(why, s.Started, "start_up"), counter(why, s.Headroom, "headroom"),
+			counter(why, s.Hinted, "hint"),
 		}
 	}}
 }
@@ -289,14 +296,17 @@ var DeliveryBuckets = []float64{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.
 
 // Delivery holds the delivery-time histograms of one or more tiers:
 // onioncdn_delivery_seconds{tier, disposition} (request headers received to
-// last byte written, client requests only) and
+// last byte written, client requests only),
+// onioncdn_first_byte_seconds{tier, disposition} (to the first body byte
+// handed to the client, cache.Timing.FirstByte) and
 // onioncdn_upstream_wait_seconds{tier, disposition} (time spent waiting on
 // upstream, for requests that waited at all). Prefetches are not
 // deliveries and are left out. Create it with [NewDelivery]; it is a
 // [prometheus.Collector] and safe for concurrent use.
 type Delivery struct {
-	delivery *prometheus.HistogramVec
-	wait     *prometheus.HistogramVec
+	delivery  *prometheus.HistogramVec
+	firstByte *prometheus.HistogramVec
+	wait      *prometheus.HistogramVec
 }
 
 // NewDelivery returns empty delivery histograms.
@@ -305,6 +315,11 @@ func NewDelivery() *Delivery {
 		delivery: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Namespace: namespace, Name: "delivery_seconds",
 			Help:    "Time from request headers received to last byte written, by tier and cache disposition.",
+			Buckets: DeliveryBuckets,
+		}, []string{"tier", "disposition"}),
+		firstByte: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: namespace, Name: "first_byte_seconds",
+			Help:    "Time from request headers received to the first body byte handed to the client, by tier and cache disposition.",
 			Buckets: DeliveryBuckets,
 		}, []string{"tier", "disposition"}),
 		wait: prometheus.NewHistogramVec(prometheus.HistogramOpts{
@@ -318,12 +333,14 @@ func NewDelivery() *Delivery {
 // Describe implements [prometheus.Collector].
 func (d *Delivery) Describe(ch chan<- *prometheus.Desc) {
 	d.delivery.Describe(ch)
+	d.firstByte.Describe(ch)
 	d.wait.Describe(ch)
 }
 
 // Collect implements [prometheus.Collector].
 func (d *Delivery) Collect(ch chan<- prometheus.Metric) {
 	d.delivery.Collect(ch)
+	d.firstByte.Collect(ch)
 	d.wait.Collect(ch)
 }
 
@@ -344,9 +361,9 @@ func (d *Delivery) OnRecord(tier string) func(*http.Request, cache.Record) {
 // (a bounded set, see dispositionLabel). A series is created when it is
 // first observed, as WithLabelValues would.
 type tierObservers struct {
-	d              *Delivery
-	tier           string
-	delivery, wait sync.Map // disposition label → prometheus.Observer
+	d                         *Delivery
+	tier                      string
+	delivery, firstByte, wait sync.Map // disposition label → prometheus.Observer
 }
 
 func (t *tierObservers) observe(rec cache.Record) {
@@ -355,6 +372,9 @@ func (t *tierObservers) observe(rec cache.Record) {
 	}
 	disp := dispositionLabel(rec.Disposition)
 	t.get(&t.delivery, t.d.delivery, disp).Observe(rec.Delivery.Seconds())
+	if rec.Timing.FirstByte > 0 {
+		t.get(&t.firstByte, t.d.firstByte, disp).Observe(rec.Timing.FirstByte.Seconds())
+	}
 	if rec.Upstream > 0 {
 		t.get(&t.wait, t.d.wait, disp).Observe(rec.Upstream.Seconds())
 	}

@@ -192,9 +192,15 @@ func TestDeliveryOnRecordSeries(t *testing.T) {
 	for range 3 {
 		hook(nil, cache.Record{Disposition: cache.Hit, Delivery: time.Millisecond})
 	}
-	hook(nil, cache.Record{Disposition: cache.Miss, Delivery: time.Second, Upstream: time.Second / 2})
+	hook(nil, cache.Record{Disposition: cache.Miss, Delivery: time.Second, Upstream: time.Second / 2, Timing: cache.Timing{FirstByte: time.Second / 2}})
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(d)
+	if got := histCount(t, reg, "onioncdn_first_byte_seconds", "edge", "miss"); got != 1 {
+		t.Errorf("miss first byte counted %d times, want 1", got)
+	}
+	if n, err := testutil.GatherAndCount(reg, "onioncdn_first_byte_seconds"); err != nil || n != 1 {
+		t.Errorf("%d first-byte series (err %v), want 1 (the hits had none recorded)", n, err)
+	}
 	if got := histCount(t, reg, "onioncdn_delivery_seconds", "edge", "hit"); got != 3 {
 		t.Errorf("hits counted %d times, want 3", got)
 	}
