@@ -13,9 +13,16 @@
 // directives (_HLS_msn, _HLS_part, _HLS_skip) in the cache key in a
 // canonical order and applies the operator's query rules to the rest.
 //
-// [Prefetcher] fills a tier's cache with the next segments of the
-// renditions clients are watching, through the cache's collapsing fill
-// path ([cache.Cache.Prefetch]).
+// [Prefetcher] fills a tier's cache ahead of its viewers, through the
+// cache's collapsing fill path ([cache.Cache.Prefetch]): on a master
+// playlist request, what a player fetches first (the starting variant's
+// media playlist, init section and first segment); on a segment request,
+// the next segments of the rendition (as many as the measured upstream
+// leg needs to stay ahead) and, while a viewer is starting, the next
+// segment of the next variant up (where adaptive players climb); and the
+// object a player announces in CMCD, if a playlist lists it. The
+// breakdown of each request's time in cache.Record.Timing (upstream wait,
+// first and last byte) shows where a cold segment's time goes.
 //
 // [StripCMCD] and the [CMCDFilter] middleware remove Common Media Client
 // Data (CTA-5004) from requests where they enter a tier and hand the

@@ -197,9 +197,11 @@ type Prefetcher struct {
 	Headroom int
 
 	// Concurrency bounds the prefetches in flight, the upstream fetches
-	// the Prefetcher makes in parallel. Keep it below the warm pool of the
-	// upstream transport (upstream.Transport.MinIdle), or prefetches wait
-	// for new connections (circuits). If zero,
+	// the Prefetcher makes in parallel. Prefetches beyond the idle
+	// connections of the upstream transport wait for new ones (Tor
+	// circuits): upstream.Transport keeps MinIdle ready and keeps those
+	// opened for a burst (up to MaxIdle), so that after the first bursts
+	// a Concurrency below MaxIdle finds them ready. If zero,
 	// DefaultPrefetchConcurrency (4).
 	Concurrency int
 

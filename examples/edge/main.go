@@ -69,7 +69,9 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	noSync := fs.Bool("no-sync", false, "do not fsync cache entries (faster; a power loss may drop some)")
 	cacheStatus := fs.Bool("cache-status", false, "send Cache-Status (between tiers only: it reveals cache state to users)")
 	fs.Var(&verify, "verify-key", "verify origin signatures with this ed25519 public key (base64 or file; repeatable)")
-	prefetch := fs.Int("prefetch", 2, "HLS segments prefetched ahead of viewers (0: off)")
+	prefetch := fs.Int("prefetch", 0, "HLS segments prefetched ahead of viewers (0: sized by the upstream's measured throughput, -1: no prefetch)")
+	startVariants := fs.Int("start-variants", 1, "variants of a master playlist prefetched when a viewer requests it (-1: none)")
+	forwardCMCD := fs.Bool("forward-cmcd", false, "pass players' CMCD data upstream (it identifies viewing sessions; default: stripped)")
 	watchdog := fs.Duration("watchdog", 30*time.Second, "probe the shared address this often, re-publish when it stops answering (0: off)")
 	routerURL := fs.String("router", "", "report load to this router endpoint")
 	group := fs.String("group", "", "with -router: this edge's group")
@@ -158,8 +160,9 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	delivery := metrics.NewDelivery()
 	t.Cache.OnRecord = append(t.Cache.OnRecord, delivery.OnRecord(*name))
 	reg.MustRegister(metrics.Cache(*name, t.Cache), delivery)
-	if *prefetch > 0 {
-		t.Prefetcher = &hls.Prefetcher{Ahead: *prefetch, Logger: log.With("part", "prefetch")}
+	t.ForwardCMCD = *forwardCMCD
+	if *prefetch >= 0 { // start-up, lookahead, ABR headroom and CMCD hints (see hls.Prefetcher)
+		t.Prefetcher = &hls.Prefetcher{Ahead: *prefetch, StartVariants: *startVariants, Logger: log.With("part", "prefetch")}
 		reg.MustRegister(metrics.Prefetch(*name, t.Prefetcher))
 	}
 
