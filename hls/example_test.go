@@ -7,7 +7,9 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/onioncdn/onioncdn/cache"
@@ -91,6 +93,59 @@ func ExamplePrefetcher() {
 	// Output:
 	// seg1: hit
 	// prefetch hits: 1
+}
+
+// Start-up prefetch: a viewer's request for the master playlist makes the
+// edge fetch what the player asks for next (the first variant's media
+// playlist, init section and first segment), so that those requests are
+// hits instead of three round trips upstream one after another.
+func ExamplePrefetcher_startUp() {
+	var mu sync.Mutex
+	var asked []string
+	o := &hlstest.Origin{FMP4: true}
+	origin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		asked = append(asked, r.URL.Path)
+		mu.Unlock()
+		o.ServeHTTP(w, r)
+	}))
+	defer origin.Close()
+	up, _ := url.Parse(origin.URL)
+
+	edge := &cache.Cache{Upstream: up, Policy: &hls.Policy{}, CacheStatus: true}
+	pf := &hls.Prefetcher{}
+	if err := pf.Attach(edge); err != nil {
+		panic(err)
+	}
+	srv := httptest.NewServer(&hls.CMCDFilter{Next: pf.Wrap(edge)})
+	defer srv.Close()
+	defer pf.Close()
+
+	get := func(path string) string {
+		resp, err := http.Get(srv.URL + path)
+		if err != nil {
+			return err.Error()
+		}
+		resp.Body.Close()
+		return hls.Disposition(strings.Join(resp.Header.Values("Cache-Status"), ", "))
+	}
+	fmt.Println("master:", get("/master.m3u8"))
+	for deadline := time.Now().Add(5 * time.Second); pf.Stats().Prefetched < 3 && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
+	mu.Lock()
+	slices.Sort(asked)
+	fmt.Println("the edge asked the origin for", asked)
+	mu.Unlock()
+	for _, path := range []string{"/240p/index.m3u8", "/240p/init.mp4", "/240p/seg0.m4s"} {
+		fmt.Println(path+":", get(path))
+	}
+	// Output:
+	// master: miss
+	// the edge asked the origin for [/240p/index.m3u8 /240p/init.mp4 /240p/seg0.m4s /master.m3u8]
+	// /240p/index.m3u8: hit
+	// /240p/init.mp4: hit
+	// /240p/seg0.m4s: hit
 }
 
 // Measuring a stream: three players against a synthetic origin. A VOD
