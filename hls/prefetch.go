@@ -835,11 +835,18 @@ func (p *Prefetcher) aheadLocked(rd *rendition) int {
 // MSN in [from, to] that are not prefetched yet, as copies of tmpl: the
 // first with tmpl's priority, the others with prioAhead.
 func (p *Prefetcher) rangeLocked(rd *rendition, from, to int, tmpl prefetchJob, jobs []prefetchJob) []prefetchJob {
-	if p.Fetch == nil || to < 0 || to < from {
+	if p.Fetch == nil || to < 0 || to < from || len(rd.segments) == 0 {
 		return jobs
 	}
-	for _, s := range rd.segments {
-		if s.MSN < from || s.MSN > to {
+	segs := rd.segments
+	if i := from - segs[0].MSN; i > 0 && i < len(segs) && segs[i].MSN == from {
+		segs = segs[i:] // MSNs are consecutive: no need to scan a long VOD playlist
+	}
+	for _, s := range segs {
+		if s.MSN > to {
+			break
+		}
+		if s.MSN < from {
 			continue
 		}
 		job := tmpl
