@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -24,7 +25,7 @@ import (
 const (
 	DefaultPrefetchAhead       = 2
 	DefaultPrefetchMaxAhead    = 6
-	DefaultPrefetchConcurrency = 4
+	DefaultPrefetchConcurrency = 6
 	DefaultPrefetchIdle        = 30 * time.Second
 	DefaultPrefetchTimeout     = time.Minute
 	DefaultPrefetchPlaylists   = 1000
@@ -75,6 +76,9 @@ const (
 	contendedLookahead = 2
 )
 
+// maxBackground bounds the headroom prefetches in flight.
+const maxBackground = 3
+
 // abrUpFactor is the share of a player's measured throughput a rendition
 // may use for the player to switch up to it (hls.js's abrBandWidthUpFactor).
 const abrUpFactor = 0.7
@@ -107,19 +111,22 @@ const abrUpFactor = 0.7
 //     playlist lists them, up to Ahead segments past the last one a
 //     client asked for.
 //   - ABR headroom. During a start lease (below), a client's request for
-//     segment N also fills segment N+1…N+Headroom of the next higher
-//     variant of the same master playlist (and its media playlist), which
-//     is where an adaptive player goes next as its buffer and throughput
-//     grow: its first segment after a switch up is then no miss. It is a
-//     background fill, one at a time (a newer one replaces one still
-//     waiting), and none is made for a player that reports a measured
-//     throughput (CMCD mtp) or top bitrate (tb) too low for the next
-//     variant, for a variant the leg cannot deliver in real time, nor
-//     while the leg is contended: fills slowed each other down (a fill's
-//     response took more than 1.5 × the best round trip + 100 ms, or its
-//     transfer ran below 3/4 of the best rate) in the last 30 s.
-//     Renditions are assumed aligned by media sequence number, as Apple's
-//     authoring specification requires.
+//     segment N also fills segments of the next higher variant of the
+//     same master playlist (and its media playlist and init section),
+//     which is where an adaptive player goes next as its buffer and
+//     throughput grow: its first segment after a switch up is then no
+//     miss. They are N+1 up to N+L+Headroom−1, with L the segments the
+//     player goes through while the leg fills one of them (at least 1),
+//     the farthest first, queued with the lookahead's N+1; at most three
+//     run at once, and a newer request's headroom replaces any still
+//     waiting (for segments the player has passed). None is made for a
+//     player that reports a measured throughput (CMCD mtp) or top bitrate
+//     (tb) too low for the next variant, for a variant the leg cannot
+//     deliver in real time, nor while the leg is contended: fills slowed
+//     each other down (a fill's response took more than 1.5 × the best
+//     round trip + 100 ms, or its transfer ran below 3/4 of the best
+//     rate) in the last 30 s. Renditions are assumed aligned by media
+//     sequence number, as Apple's authoring specification requires.
 //   - Hints. A player's CMCD next-object request (nor, found by
 //     [CMCDFromContext] on requests that came through a [CMCDFilter]) is
 //     prefetched by [Prefetcher.Hint]: only an object a playlist the
@@ -157,14 +164,16 @@ type Prefetcher struct {
 
 	// Ahead fixes how many segments past the one requested are
 	// prefetched. If zero, the count is sized for each rendition by the
-	// measured upstream leg: ceil(2 × (rtt + size ÷ throughput) ÷ d), with
-	// rtt the upstream's time to respond, throughput its transfer rate
-	// (moving averages over the fills of this tier, from
+	// measured upstream leg: ceil(2 × (rtt + size ÷ throughput) ÷ pace),
+	// with rtt the upstream's time to respond, throughput its best recent
+	// transfer rate (over the fills of this tier, from
 	// cache.Record.Timing), size the rendition's segment size (measured,
-	// else its BANDWIDTH × d) and d its segment duration, between 1 and
-	// MaxAhead: a segment is then ready twice over before a player that
-	// plays in real time asks for it. Until the first fill has been
-	// measured it is DefaultPrefetchAhead (2).
+	// else its BANDWIDTH × its segment duration) and pace the time between
+	// players' requests for consecutive segments (the segment duration
+	// for a player in real time, less for one filling its buffer, at
+	// least 1/8 of it), between 1 and MaxAhead: a segment is then ready
+	// twice over before the player asks for it. Until the first fill has
+	// been measured it is DefaultPrefetchAhead (2).
 	Ahead int
 
 	// MaxAhead bounds the sized lookahead. If zero,
@@ -192,8 +201,9 @@ type Prefetcher struct {
 	StartLease time.Duration
 
 	// Headroom is how many segments of the next higher variant are
-	// prefetched per segment request during a start lease. If zero,
-	// DefaultHeadroom (1); a negative value turns it off.
+	// prefetched per segment request during a start lease beyond those the
+	// player reaches while they are filled (see ABR headroom above). If
+	// zero, DefaultHeadroom (1); a negative value turns it off.
 	Headroom int
 
 	// Concurrency bounds the prefetches in flight, the upstream fetches
@@ -202,7 +212,7 @@ type Prefetcher struct {
 	// circuits): upstream.Transport keeps MinIdle ready and keeps those
 	// opened for a burst (up to MaxIdle), so that after the first bursts
 	// a Concurrency below MaxIdle finds them ready. If zero,
-	// DefaultPrefetchConcurrency (4).
+	// DefaultPrefetchConcurrency (6).
 	Concurrency int
 
 	// Session returns the client session a request belongs to, for
@@ -261,9 +271,10 @@ type Prefetcher struct {
 	legBps, legPeak   float64
 	contendedUntil    time.Time // the last contended fill was measured StickyContention before
 
-	background int // headroom prefetches in flight
-	lookahead  int // lookahead and headroom prefetches in flight
-	running    int // prefetches in flight
+	background  int    // headroom prefetches in flight
+	headroomGen uint64 // the latest request that wanted headroom
+	lookahead   int    // lookahead and headroom prefetches in flight
+	running     int    // prefetches in flight
 
 	// noContention, set by tests only, keeps the leg from being found
 	// contended (loopback timings are noise).
@@ -287,10 +298,9 @@ const (
 
 // Job priorities, most urgent first.
 const (
-	prioStart      = iota // start-up, and the object a player announced (nor)
-	prioNext              // the segment after the one requested
-	prioAhead             // further lookahead
-	prioBackground        // ABR headroom: one at a time
+	prioStart = iota // start-up, and the object a player announced (nor)
+	prioNext         // the segment after the one requested
+	prioAhead        // further lookahead, ABR headroom
 	numPrio
 )
 
@@ -330,6 +340,13 @@ type rendition struct {
 	bandwidth int    // BANDWIDTH in that master playlist
 	segBytes  float64
 
+	// The pace of the players: the last segment requested, when, and
+	// the moving average of the time between requests for consecutive
+	// segments (players building their buffer ask faster than real time).
+	lastMSN  int
+	lastAt   time.Time
+	interval time.Duration
+
 	startPending     bool // start-up wanted once the playlist is known
 	startSession     string
 	pendFrom, pendTo int // headroom segments wanted once the playlist is known; pendTo < 0: none
@@ -363,6 +380,7 @@ type prefetchJob struct {
 	prio     uint8
 	why      uint8
 	stat     uint8  // the counter of PrefetchStats it adds to besides Scheduled
+	gen      uint64 // headroom: the request that wanted it (a newer one supersedes it)
 	playlist bool   // the object is a media playlist (refetched when asked again)
 	owner    string // rendition (lookahead) or master playlist (lease) key
 	session  string
@@ -507,7 +525,7 @@ func (p *Prefetcher) ObserveMaster(r *http.Request, pl *Playlist) {
 func (p *Prefetcher) renditionLocked(key string) *rendition {
 	rd, ok := p.playlists.get(key)
 	if !ok {
-		rd = &rendition{wantUpTo: -1, pendTo: -1}
+		rd = &rendition{wantUpTo: -1, pendTo: -1, lastMSN: -2}
 		p.playlists.put(key, rd)
 	}
 	return rd
@@ -640,7 +658,10 @@ func (p *Prefetcher) ObservePlaylist(r *http.Request, pl *Playlist) {
 			if init := rd.initFor(); init != "" {
 				jobs = append(jobs, prefetchJob{url: init, tmpl: rd.tmpl, prio: prioAhead, why: whyLease, owner: rd.master, session: rd.pendSession})
 			}
-			jobs = p.rangeLocked(rd, rd.pendFrom, rd.pendTo, prefetchJob{prio: prioBackground, why: whyLease, stat: statHeadroom, owner: rd.master, session: rd.pendSession}, jobs)
+			p.headroomGen++
+			k := len(jobs)
+			jobs = p.rangeLocked(rd, rd.pendFrom, rd.pendTo, prefetchJob{prio: prioNext, why: whyLease, stat: statHeadroom, gen: p.headroomGen, owner: rd.master, session: rd.pendSession}, jobs)
+			slices.Reverse(jobs[k:])
 		}
 		rd.pendTo = -1
 	}
@@ -741,10 +762,15 @@ func (p *Prefetcher) observeLocked(key, sess string, cm CMCD) []prefetchJob {
 	if !ok {
 		return nil
 	}
-	rd.lastWatched = p.now()
+	now := p.now()
+	rd.lastWatched = now
 	if ref.kind != refSegment {
 		return nil
 	}
+	if ref.msn == rd.lastMSN+1 && !rd.lastAt.IsZero() {
+		rd.interval = ewmaDuration(rd.interval, now.Sub(rd.lastAt))
+	}
+	rd.lastMSN, rd.lastAt = ref.msn, now
 	var held []prefetchJob
 	ahead := p.aheadLocked(rd)
 	want := ref.msn + ahead
@@ -786,6 +812,14 @@ func (p *Prefetcher) headroomLocked(rd *rendition, msn int, sess string, cm CMCD
 	if !ok {
 		return held
 	}
+	// Up to the segment a fill started now has ready when the player gets
+	// there at its pace: a player switching later finds its segment
+	// stored, one switching sooner a fill under way.
+	lead := 1
+	if fill, ok := p.fillTimeLocked(urd, rd.segDur); ok {
+		lead = max(1, min(int(math.Ceil(fill.Seconds()/pace(rd).Seconds())), orDefault(p.MaxAhead, DefaultPrefetchMaxAhead)))
+	}
+	from, to := msn+1, msn+lead+n-1
 	if urd.learned {
 		if init := urd.initFor(); init != "" {
 			// A player switching to fMP4 segments needs their init section.
@@ -794,10 +828,14 @@ func (p *Prefetcher) headroomLocked(rd *rendition, msn int, sess string, cm CMCD
 				held = append(held, job)
 			}
 		}
-		return p.rangeLocked(urd, msn+1, msn+n, prefetchJob{prio: prioBackground, why: whyLease, stat: statHeadroom, owner: rd.master, session: sess}, held)
+		p.headroomGen++
+		k := len(held)
+		held = p.rangeLocked(urd, from, to, prefetchJob{prio: prioNext, why: whyLease, stat: statHeadroom, gen: p.headroomGen, owner: rd.master, session: sess}, held)
+		slices.Reverse(held[k:]) // the farthest first: the nearest would be late anyway
+		return held
 	}
 	// Learn its playlist first; the segments follow (ObservePlaylist).
-	urd.pendFrom, urd.pendTo, urd.pendSession = msn+1, msn+n, sess
+	urd.pendFrom, urd.pendTo, urd.pendSession = from, to, sess
 	job := prefetchJob{url: up.uri, tmpl: urd.tmpl, prio: prioNext, why: whyLease, playlist: true, owner: rd.master, session: sess}
 	if job, ok := p.jobLocked(job); ok {
 		held = append(held, job)
@@ -817,18 +855,46 @@ func (p *Prefetcher) aheadLocked(rd *rendition) int {
 		return p.Ahead
 	}
 	most := orDefault(p.MaxAhead, DefaultPrefetchMaxAhead)
+	fill, ok := p.fillTimeLocked(rd, rd.segDur)
+	if !ok {
+		return min(DefaultPrefetchAhead, most)
+	}
+	n := int(math.Ceil(aheadMargin * fill.Seconds() / pace(rd).Seconds()))
+	return max(1, min(n, most))
+}
+
+// fillTimeLocked returns how long the measured leg takes to fill one of
+// rd's segments (of duration dur if rd's is not known yet), and false
+// before the leg is measured.
+func (p *Prefetcher) fillTimeLocked(rd *rendition, dur time.Duration) (time.Duration, bool) {
+	if rd.segDur > 0 {
+		dur = rd.segDur
+	}
 	bytes := rd.segBytes
 	if bytes == 0 && rd.bandwidth > 0 {
-		bytes = float64(rd.bandwidth) / 8 * rd.segDur.Seconds()
+		bytes = float64(rd.bandwidth) / 8 * dur.Seconds()
 	}
-	if p.legRTT <= 0 || p.legPeak <= 0 || bytes <= 0 || rd.segDur <= 0 {
-		return min(DefaultPrefetchAhead, most)
+	if p.legRTT <= 0 || p.legPeak <= 0 || bytes <= 0 {
+		return 0, false
 	}
 	// The peak rate, not the average: fills in parallel on a shared leg
 	// are each slower, and more of them would not help.
-	fill := p.legRTT.Seconds() + bytes*8/p.legPeak
-	n := int(math.Ceil(aheadMargin * fill / rd.segDur.Seconds()))
-	return max(1, min(n, most))
+	return p.legRTT + time.Duration(bytes*8/p.legPeak*float64(time.Second)), true
+}
+
+// pace returns the time between players' requests for consecutive
+// segments of rd: its segment duration for players in real time, less
+// for players filling their buffer, bounded below so that a burst of
+// requests cannot inflate the lookahead.
+func pace(rd *rendition) time.Duration {
+	d := rd.segDur
+	if d <= 0 {
+		d = DefaultTargetDuration
+	}
+	if rd.interval > 0 {
+		d = max(min(d, rd.interval), d/8)
+	}
+	return d
 }
 
 // rangeLocked appends to jobs those for the listed segments of rd with
@@ -895,16 +961,21 @@ func (p *Prefetcher) enqueueLocked(job prefetchJob) bool {
 		p.limited.Add(1)
 		return false
 	}
-	if job.prio == prioBackground {
-		// Headroom waiting is for segments the player has passed since:
-		// only the newest is worth fetching.
-		for _, old := range p.queue[prioBackground] {
-			p.state.remove(old.key)
-			p.doneSessionLocked(old.session)
-			p.dropped.Add(1)
+	if job.stat == statHeadroom {
+		// Headroom still waiting is for segments the player has passed
+		// since: only the newest request's is worth fetching.
+		for q := range p.queue {
+			p.queue[q] = slices.DeleteFunc(p.queue[q], func(old prefetchJob) bool {
+				if old.stat != statHeadroom || old.gen >= job.gen {
+					return false
+				}
+				p.state.remove(old.key)
+				p.doneSessionLocked(old.session)
+				p.queued--
+				p.dropped.Add(1)
+				return true
+			})
 		}
-		p.queued -= len(p.queue[prioBackground])
-		p.queue[prioBackground] = p.queue[prioBackground][:0]
 	}
 	if p.queued >= prefetchQueue && !p.dropLessUrgentLocked(job.prio) {
 		p.dropped.Add(1)
@@ -1033,7 +1104,7 @@ func (p *Prefetcher) worker() {
 			p.mu.Unlock()
 			return
 		}
-		if job.prio == prioBackground {
+		if job.stat == statHeadroom {
 			p.background++
 		}
 		if job.prio >= prioNext {
@@ -1046,7 +1117,7 @@ func (p *Prefetcher) worker() {
 		p.running--
 		if job.prio >= prioNext {
 			p.lookahead--
-			if job.prio == prioBackground {
+			if job.stat == statHeadroom {
 				p.background--
 			}
 			p.work.Broadcast() // a worker may wait for this one to end
@@ -1055,20 +1126,23 @@ func (p *Prefetcher) worker() {
 	}
 }
 
-// nextLocked takes the most urgent job that may run now: background jobs
-// one at a time, and on a contended leg only contendedLookahead lookahead
-// jobs at once.
+// nextLocked takes the most urgent job that may run now: at most
+// maxBackground headroom jobs at once, and on a contended leg only
+// contendedLookahead lookahead jobs.
 func (p *Prefetcher) nextLocked() (prefetchJob, bool) {
 	contended := p.contendedLocked()
 	for q := range p.queue {
-		if len(p.queue[q]) == 0 || q == prioBackground && p.background > 0 ||
-			q >= prioNext && contended && p.lookahead >= contendedLookahead {
-			continue
+		if q >= prioNext && contended && p.lookahead >= contendedLookahead {
+			break
 		}
-		job := p.queue[q][0]
-		p.queue[q] = p.queue[q][1:]
-		p.queued--
-		return job, true
+		for i, job := range p.queue[q] {
+			if job.stat == statHeadroom && p.background >= maxBackground {
+				continue
+			}
+			p.queue[q] = slices.Delete(p.queue[q], i, i+1)
+			p.queued--
+			return job, true
+		}
 	}
 	return prefetchJob{}, false
 }
