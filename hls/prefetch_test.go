@@ -347,3 +347,36 @@ func TestPrefetcherLiveStart(t *testing.T) {
 		}
 	})
 }
+
+// Issue 14: players filling their buffer ask faster than real time: the
+// lookahead, and the headroom's reach, follow their pace.
+func TestPrefetcherPacedByPlayers(t *testing.T) {
+	f := newFetchLog()
+	clock := newFakeClock()
+	p := &Prefetcher{Fetch: f.fetch, Now: clock.Now, StartVariants: -1}
+	t.Cleanup(func() { p.Close() })
+	master, _ := masterAndMedia(t, false)
+	p.ObserveMaster(req("http://e.test/master.m3u8"), master)
+	p.ObservePlaylist(req("http://e.test/240p/index.m3u8"), mediaOf(t, "240p", false))
+	p.ObservePlaylist(req("http://e.test/480p/index.m3u8"), mediaOf(t, "480p", false))
+	p.OnRecord(req("http://e.test/other"), legRecord(400*time.Millisecond, 250_000, 4e6))
+	// In real time: a 240p segment fills in 0.6 s, a 480p one in 0.9 s,
+	// within a 2 s segment: one ahead, one up.
+	p.Observe(req("http://e.test/240p/seg0.ts"))
+	if got := f.wait(t, 2); !slices.Equal(got, []string{"/240p/seg1.ts", "/480p/seg1.ts"}) {
+		t.Fatalf("prefetched %v", got)
+	}
+	// The next request half a second later: 0.6 s twice over at 0.5 s
+	// per segment is 3 ahead; the player passes 2 segments while a 480p
+	// one fills.
+	clock.Advance(500 * time.Millisecond)
+	p.Observe(req("http://e.test/240p/seg1.ts"))
+	want := []string{"/240p/seg2.ts", "/240p/seg3.ts", "/240p/seg4.ts", "/480p/seg2.ts", "/480p/seg3.ts"}
+	if got := f.wait(t, len(want)); !slices.Equal(got, want) {
+		t.Fatalf("prefetched %v, want %v", got, want)
+	}
+	waitPrefetchIdle(t, p)
+	if s := p.Stats(); s.Scheduled != 7 || s.Headroom != 3 {
+		t.Errorf("stats %+v", s)
+	}
+}
