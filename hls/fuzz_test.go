@@ -1,10 +1,13 @@
 package hls
 
 import (
+	"context"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -79,6 +82,68 @@ func FuzzParsePlaylist(f *testing.F) {
 		for _, s := range pl.Segments {
 			if s.Duration < 0 || s.Duration > maxDuration || len(s.URI) > maxURILength {
 				t.Fatalf("bad segment %+v", s)
+			}
+		}
+	})
+}
+
+// FuzzPrefetcherHint feeds a client's CMCD (whose nor names the object to
+// prefetch) to an edge's Prefetcher. Property: the Prefetcher fetches
+// nothing that a playlist it has seen does not list, whatever the client
+// sends.
+func FuzzPrefetcherHint(f *testing.F) {
+	for _, payload := range []string{
+		`nor="seg3.ts"`,                            // listed: prefetched
+		`nor="../480p/index.m3u8"`,                 // a listed media playlist
+		`nor="seg3.ts?x=1",sid="a"`,                // a query, dropped
+		`nor="..%2F..%2Fetc%2Fpasswd"`,             // traversal, encoded
+		`nor="http%3A%2F%2Fother.test%2Fx.ts"`,     // another host
+		`nor="%2F%2Fother.test%2Fseg3.ts"`,         // scheme-relative
+		`nor=("seg4.ts" "seg5.ts"),mtp=0`,          // version 2 list
+		`nor="seg99999999999999999999.ts"`,         // not listed
+		`nor="` + strings.Repeat("a/", 2000) + `"`, // long
+	} {
+		f.Add("/240p/seg2.ts", payload)
+	}
+	master, media := func() (*Playlist, *Playlist) {
+		base, _ := url.Parse("http://e.test/master.m3u8")
+		m, _ := ParsePlaylist(base, []byte("#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=400000\n240p/index.m3u8\n#EXT-X-STREAM-INF:BANDWIDTH=1000000\n480p/index.m3u8\n"))
+		base, _ = url.Parse("http://e.test/240p/index.m3u8")
+		pl, _ := ParsePlaylist(base, []byte("#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:2,\nseg2.ts\n#EXTINF:2,\nseg3.ts\n#EXTINF:2,\nseg4.ts\n#EXTINF:2,\nseg5.ts\n#EXT-X-ENDLIST\n"))
+		return m, pl
+	}()
+	listed := map[string]bool{"/240p/index.m3u8": true, "/480p/index.m3u8": true}
+	for _, s := range media.Segments {
+		u, _ := url.Parse(s.URI)
+		listed[u.Path] = true
+	}
+	f.Fuzz(func(t *testing.T, target, payload string) {
+		r, err := http.NewRequest(http.MethodGet, "http://e.test"+target+"?CMCD="+url.QueryEscape(payload), nil)
+		if err != nil {
+			t.Skip()
+		}
+		var mu sync.Mutex
+		var fetched []string
+		p := &Prefetcher{StartVariants: -1, Headroom: -1, Ahead: 1, Fetch: func(ctx context.Context, r *http.Request) error {
+			mu.Lock()
+			fetched = append(fetched, r.URL.Path)
+			mu.Unlock()
+			return nil
+		}}
+		defer p.Close()
+		p.ObserveMaster(httptest.NewRequest(http.MethodGet, "http://e.test/master.m3u8", nil), master)
+		p.ObservePlaylist(httptest.NewRequest(http.MethodGet, "http://e.test/240p/index.m3u8", nil), media)
+		var seen CMCD
+		(&CMCDFilter{Next: p.Wrap(http.NotFoundHandler()), OnCMCD: func(_ *http.Request, c CMCD) { seen = c }}).ServeHTTP(httptest.NewRecorder(), r)
+		for _, n := range seen.NextURLs(r) {
+			p.Hint(r, n)
+		}
+		waitPrefetchIdle(t, p)
+		mu.Lock()
+		defer mu.Unlock()
+		for _, path := range fetched {
+			if !listed[path] {
+				t.Fatalf("prefetched %q, which no playlist lists (target %q, CMCD %q)", path, target, payload)
 			}
 		}
 	})
