@@ -18,6 +18,7 @@ package hls_test
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -141,7 +142,12 @@ type measured struct {
 func TestPathMeasure(t *testing.T) {
 	runs := envInt("MEASURE_RUNS", 1)
 	origin := &hlstest.Origin{Segments: envInt("MEASURE_SEGMENTS", 15), SegmentDuration: 2 * time.Second}
-	osrv := httptest.NewServer(origin)
+	// /probe/… is the same content under other paths, listed by no
+	// playlist the viewers load: cold segments for the pipeline probe.
+	mux := http.NewServeMux()
+	mux.Handle("/probe/", http.StripPrefix("/probe", &hlstest.Origin{Segments: 100, SegmentDuration: 2 * time.Second}))
+	mux.Handle("/", origin)
+	osrv := httptest.NewServer(mux)
 	t.Cleanup(osrv.Close)
 
 	var results []measured
@@ -181,16 +187,24 @@ func TestPathMeasure(t *testing.T) {
 		mid.log.reset()
 		time.Sleep(3 * time.Second) // the first viewer's prefetches settle
 		results = append(results, measured{fmt.Sprintf("warm: second viewer (run %d)", run), viewer(t, u)})
+		time.Sleep(3 * time.Second)
+		for _, path := range []string{"/probe/720p/seg" + strconv.Itoa(run) + ".ts", "/probe/240p/seg" + strconv.Itoa(run) + ".ts"} {
+			t.Logf("run %d, a cold segment through both tiers:\n%s", run, probe(t, client.Addr(), path, edge, mid))
+		}
 	}
 
 	var b strings.Builder
-	fmt.Fprintf(&b, "\n%-42s %9s %7s %9s %9s %9s %s\n", "viewer", "startup", "stalls", "ttfb p50", "dl/dur", "dl/dur", "dispositions (player's)")
-	fmt.Fprintf(&b, "%-42s %9s %7s %9s %9s %9s\n", "", "", "", "", "p50", "max")
+	fmt.Fprintf(&b, "\n%-42s %9s %7s %9s %9s %9s %-14s %s\n", "viewer", "startup", "stalls", "ttfb p50", "dl/dur", "dl/dur", "renditions", "dispositions (player's)")
+	fmt.Fprintf(&b, "%-42s %9s %7s %9s %9s %9s %-14s\n", "", "", "", "", "p50", "max", "(segments)")
 	floorStartup := results[0].rep.Summary.Startup.Max
 	for _, m := range results {
 		s := m.rep.Summary
-		fmt.Fprintf(&b, "%-42s %5.2fs %+4.1f %3d (%.1fs) %7.3fs %9.2f %9.2f %v\n", m.name, s.Startup.Max, s.Startup.Max-floorStartup,
-			s.Stalls, s.StallTotal, s.TTFB.P50, s.Ratio.P50, s.Ratio.Max, s.Dispositions)
+		var rends [4]int
+		for _, seg := range m.rep.Players[0].Segments {
+			rends[min(seg.Rendition, 3)]++
+		}
+		fmt.Fprintf(&b, "%-42s %5.2fs %+4.1f %3d (%.1fs) %7.3fs %9.2f %9.2f %2d/%2d/%2d       %v\n", m.name, s.Startup.Max, s.Startup.Max-floorStartup,
+			s.Stalls, s.StallTotal, s.TTFB.P50, s.Ratio.P50, s.Ratio.Max, rends[1], rends[2], rends[3], s.Dispositions)
 	}
 	t.Log(b.String())
 	if dir := os.Getenv("MEASURE_JSON"); dir != "" {
@@ -203,6 +217,61 @@ func TestPathMeasure(t *testing.T) {
 			f.Close()
 		}
 	}
+}
+
+// probe fetches path, cold at both tiers, as a new player over the client
+// path, and breaks its time down with the edge's and midtier's records.
+func probe(t *testing.T, addr, path string, edge, mid *tier) string {
+	t.Helper()
+	tr := &http.Transport{DisableCompression: true}
+	defer tr.CloseIdleConnections()
+	begin := time.Now()
+	resp, err := (&http.Client{Transport: tr}).Get("http://" + addr + path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ttfb := time.Since(begin)
+	n, _ := io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	last := time.Since(begin)
+	var e, m []timedRecord
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if e, m = edge.log.find(path, false), mid.log.find(path, false); len(e) == 1 && len(m) == 1 {
+			break
+		}
+	}
+	if len(e) != 1 || len(m) != 1 {
+		return fmt.Sprintf("  %s: %d edge and %d midtier records", path, len(e), len(m))
+	}
+	er, mr := e[0].rec, m[0].rec
+	e0, m0 := e[0].end.Add(-er.Delivery), m[0].end.Add(-mr.Delivery)
+	at := func(base time.Time, d time.Duration) float64 { return base.Add(d).Sub(begin).Seconds() }
+	sent := er.Timing.UpstreamStart + er.Timing.ConnWait
+	var b strings.Builder
+	fmt.Fprintf(&b, "  %s, %d bytes (%s at the edge, %s at the midtier): player's first byte %.3fs, last byte %.3fs (÷ 2 s: %.2f)\n",
+		path, n, er.Disposition, mr.Disposition, ttfb.Seconds(), last.Seconds(), last.Seconds()/2)
+	fmt.Fprintf(&b, "    %.3fs edge receives the request\n", at(e0, 0))
+	fmt.Fprintf(&b, "    %.3fs edge sends it upstream (connection wait %.3fs, warm %v)\n", at(e0, sent), er.Timing.ConnWait.Seconds(), er.Timing.ConnReused)
+	fmt.Fprintf(&b, "    %.3fs midtier receives it, %.3fs sends it to the origin\n", at(m0, 0), at(m0, mr.Timing.UpstreamStart+mr.Timing.ConnWait))
+	fmt.Fprintf(&b, "    %.3fs midtier has the origin's headers, %.3fs its first body byte, %.3fs its last\n",
+		at(m0, mr.Timing.UpstreamHeaders), at(m0, mr.Timing.UpstreamFirstByte), at(m0, mr.Timing.UpstreamLastByte))
+	fmt.Fprintf(&b, "    %.3fs midtier writes its first body byte to the edge\n", at(m0, mr.Timing.FirstByte))
+	fmt.Fprintf(&b, "    %.3fs edge has the midtier's headers, %.3fs its first body byte\n", at(e0, er.Timing.UpstreamHeaders), at(e0, er.Timing.UpstreamFirstByte))
+	fmt.Fprintf(&b, "    %.3fs edge writes its first body byte to the player\n", at(e0, er.Timing.FirstByte))
+	fmt.Fprintf(&b, "    %.3fs player's first body byte\n", ttfb.Seconds())
+	fmt.Fprintf(&b, "    %.3fs midtier's last byte written, %.3fs edge's last byte from the midtier, %.3fs edge's last byte written, %.3fs player's last byte\n",
+		m[0].end.Sub(begin).Seconds(), at(e0, er.Timing.UpstreamLastByte), e[0].end.Sub(begin).Seconds(), last.Seconds())
+	legs := 2*clientPath.Latency + 2*midPath.Latency
+	edgeOwn := sent + (er.Timing.FirstByte - er.Timing.UpstreamFirstByte)
+	midOwn := mr.Timing.UpstreamStart + (mr.Timing.FirstByte - mr.Timing.UpstreamFirstByte)
+	originTime := mr.Timing.UpstreamFirstByte - mr.Timing.UpstreamStart
+	fmt.Fprintf(&b, "    first byte: %.3fs = path latency %.3fs (client↔edge 2×%v, edge↔midtier 2×%v) + edge %.3fs + midtier %.3fs + origin %.3fs + the rest %.3fs\n",
+		ttfb.Seconds(), legs.Seconds(), clientPath.Latency, midPath.Latency, edgeOwn.Seconds(), midOwn.Seconds(), originTime.Seconds(),
+		(ttfb - legs - edgeOwn - midOwn - originTime).Seconds())
+	xfer := time.Duration(float64(n*8) / float64(midPath.Bandwidth) * float64(time.Second))
+	fmt.Fprintf(&b, "    last byte: %.3fs = first byte + %.3fs; %d bytes over the %d Mbit/s edge↔midtier leg take %.3fs\n",
+		last.Seconds(), (last - ttfb).Seconds(), n, midPath.Bandwidth/1_000_000, xfer.Seconds())
+	return b.String()
 }
 
 // breakdown lists the cold viewer's requests for segments with the
