@@ -11,7 +11,14 @@
 // connections instead of one 4 Mbit/s circuit per connection),
 // MEASURE_COLD_POOL=1 (the edge's first request finds no warm connection
 // to the midtier: an edge that just started), MEASURE_JSON=DIR (write each
-// run's hls.Tester report there).
+// run's hls.Tester report there), MEASURE_TIMELINE=1 (every record of the
+// first viewer at both tiers, with its upstream timing, not only the
+// first eight), MEASURE_OLD_PREFETCH=1 (the edge and midtier prefetch as
+// round 1 did: 2 segments ahead, no start-up prefetch, no headroom).
+//
+// Each run ends with a probe: a new player fetches a segment cold at both
+// tiers (under /probe/, listed by no playlist, so no prefetch interferes)
+// and its time is broken down by leg from the tiers' cache.Record.Timing.
 
 package hls_test
 
