@@ -86,8 +86,9 @@
 //	client := &http.Client{Transport: &cache.Cache{Transport: upstreamTransport}}
 //
 // Every request produces a [Record] (method, path, status, bytes,
-// disposition, delivery and upstream time) for [Cache.OnRecord] and the
-// Logger; [Cache.Stats] returns counters. [Cache.Prefetch] fills an object
+// disposition, delivery and upstream time, and a [Timing] breakdown:
+// connection wait, upstream headers, first and last byte of the fill read,
+// first byte to the client) for [Cache.OnRecord] and the Logger; [Cache.Stats] returns counters. [Cache.Prefetch] fills an object
 // ahead of clients (the HLS warmer uses it). [Cache.Shutdown] waits for
 // fills in progress.
 //
