@@ -351,9 +351,14 @@ func (c *Cache) writeReply(w http.ResponseWriter, r *http.Request, rp *reply, re
 		// body from a file (an *io.LimitedReader over an *os.File, see
 		// Object.Reader) with sendfile(2). It is never flushed midway: a
 		// server with package heldwrite sends it in one write or corked.
-		if _, isPass := rp.src.(passSource); isPass && rp.n < 0 {
+		switch _, isPass := rp.src.(passSource); {
+		case isPass && rp.n < 0:
 			n, err = copyFlushing(dst, rd, flush, c)
-		} else {
+		case isPass:
+			bp := c.getBuf() // dst has no ReadFrom: not io.Copy's own buffer
+			n, err = io.CopyBuffer(dst, rd, *bp)
+			c.putBuf(bp)
+		default:
 			n, err = io.Copy(dst, rd)
 		}
 	}
