@@ -326,11 +326,18 @@ func (c *Cache) writeReply(w http.ResponseWriter, r *http.Request, rp *reply, re
 	}
 	var flush func()
 	dst := io.Writer(w)
+	var fw *firstByteWriter
 	if _, stored := rp.src.(objSource); !stored {
 		// Bytes arriving from upstream go out as they come.
 		rc := http.NewResponseController(w)
 		flush = func() { rc.Flush() }
-		dst = &firstByteWriter{w: w, c: c, t: &rec.Timing, start: start}
+		fw = &firstByteWriter{w: w, c: c}
+		dst = fw
+		defer func() {
+			if !fw.at.IsZero() {
+				rec.Timing.FirstByte = fw.at.Sub(start)
+			}
+		}()
 	} else {
 		rec.Timing.FirstByte = c.now().Sub(start) // stored: every byte is there
 	}
@@ -403,17 +410,14 @@ func copyFlushing(w io.Writer, r io.Reader, flush func(), c *Cache) (int64, erro
 // writes: a stored body, which net/http may send with sendfile, never
 // goes through it.
 type firstByteWriter struct {
-	w     io.Writer
-	c     *Cache
-	t     *Timing
-	start time.Time
-	seen  bool
+	w  io.Writer
+	c  *Cache
+	at time.Time // when the first byte was written
 }
 
 func (fw *firstByteWriter) Write(p []byte) (int, error) {
-	if !fw.seen && len(p) > 0 {
-		fw.seen = true
-		fw.t.FirstByte = fw.c.now().Sub(fw.start)
+	if fw.at.IsZero() && len(p) > 0 {
+		fw.at = fw.c.now()
 	}
 	return fw.w.Write(p)
 }
