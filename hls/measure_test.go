@@ -190,6 +190,8 @@ func TestPathMeasure(t *testing.T) {
 		t.Logf("run %d, cold viewer, start-up: the edge's and midtier's first records (start → end since the viewer started; prefetches marked pf):\n%s", run, timelineOf(begin, edge, mid, n))
 		t.Logf("run %d, cold viewer, per segment (edge and midtier records of the same path):\n%s", run, breakdown(cold, edge, mid))
 		t.Logf("run %d: edge prefetch %+v, midtier prefetch %+v, upstream %+v", run, edge.pf.Stats(), mid.pf.Stats(), tr.Stats().Upstreams[0])
+		cs := edge.cache.Stats()
+		t.Logf("run %d, first viewer: the edge fetched %.2f MB from the midtier and served %.2f MB", run, float64(cs.BytesFetched)/1e6, float64(cs.BytesServed)/1e6)
 		edge.log.reset()
 		mid.log.reset()
 		time.Sleep(3 * time.Second) // the first viewer's prefetches settle
