@@ -19,6 +19,7 @@ import (
 
 	"github.com/onioncdn/onioncdn/internal/hygiene"
 	"github.com/onioncdn/onioncdn/internal/rfc9111"
+	"github.com/onioncdn/onioncdn/internal/rwrec"
 	"golang.org/x/sync/singleflight"
 )
 
@@ -432,10 +433,10 @@ func (c *Cache) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		rw := &recordingWriter{ResponseWriter: w}
+		rw := &rwrec.Writer{ResponseWriter: w}
 		rec.Disposition = FwdMethod
 		c.proxy.ServeHTTP(rw, r)
-		rec.Status, rec.Bytes = rw.status, rw.n
+		rec.Status, rec.Bytes = rw.Status, rw.Bytes
 		if rec.Status == 0 {
 			rec.Status = http.StatusOK
 		}
@@ -529,32 +530,6 @@ func (c *Cache) Prefetch(ctx context.Context, r *http.Request) error {
 	c.record(r, &rec, start)
 	return err
 }
-
-// recordingWriter records the status and body size of a response.
-type recordingWriter struct {
-	http.ResponseWriter
-	status int
-	n      int64
-}
-
-func (w *recordingWriter) WriteHeader(code int) {
-	if w.status == 0 && code >= 200 {
-		w.status = code
-	}
-	w.ResponseWriter.WriteHeader(code)
-}
-
-func (w *recordingWriter) Write(p []byte) (int, error) {
-	if w.status == 0 {
-		w.status = http.StatusOK
-	}
-	n, err := w.ResponseWriter.Write(p)
-	w.n += int64(n)
-	return n, err
-}
-
-// Unwrap lets http.ResponseController reach the underlying writer.
-func (w *recordingWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // recordBody calls done once, at EOF, on a read error or on Close.
 type recordBody struct {

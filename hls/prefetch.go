@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/onioncdn/onioncdn/cache"
+	"github.com/onioncdn/onioncdn/internal/lru"
 )
 
 // Defaults of [Prefetcher] fields.
@@ -98,9 +99,9 @@ type Prefetcher struct {
 
 	mu        sync.Mutex
 	closed    bool
-	playlists *lru[string, *rendition]
-	segments  *lru[string, segRef]
-	state     *lru[string, uint8] // segment key → prefetch state
+	playlists *lru.List[string, *rendition]
+	segments  *lru.List[string, segRef]
+	state     *lru.List[string, uint8] // segment key → prefetch state
 
 	// learned is set once a media playlist has been seen: until then no
 	// request can be a segment to prefetch after, and the per-request
@@ -167,9 +168,9 @@ func (p *Prefetcher) init() {
 		if p.log == nil {
 			p.log = slog.New(slog.DiscardHandler)
 		}
-		p.playlists = newLRU[string, *rendition](orDefault(p.MaxPlaylists, DefaultPrefetchPlaylists))
-		p.segments = newLRU[string, segRef](maxIndexedSegments)
-		p.state = newLRU[string, uint8](maxIndexedSegments)
+		p.playlists = &lru.List[string, *rendition]{Max: orDefault(p.MaxPlaylists, DefaultPrefetchPlaylists)}
+		p.segments = &lru.List[string, segRef]{Max: maxIndexedSegments}
+		p.state = &lru.List[string, uint8]{Max: maxIndexedSegments}
 		p.jobs = make(chan prefetchJob, prefetchQueue)
 		for range orDefault(p.Concurrency, DefaultPrefetchConcurrency) {
 			p.wg.Go(p.worker)
@@ -215,16 +216,16 @@ func (p *Prefetcher) ObservePlaylist(r *http.Request, pl *Playlist) {
 		return
 	}
 	p.learned.Store(true)
-	rd, ok := p.playlists.get(key)
+	rd, ok := p.playlists.Get(key)
 	if !ok {
 		rd = &rendition{wantUpTo: -1}
-		p.playlists.put(key, rd)
+		p.playlists.Put(key, rd)
 	}
 	rd.tmpl = templateOf(r)
 	rd.segments = pl.Segments
 	for _, s := range pl.Segments {
 		if su, err := url.Parse(s.URI); err == nil {
-			p.segments.put(memKey(su), segRef{playlist: key, msn: s.MSN})
+			p.segments.Put(memKey(su), segRef{playlist: key, msn: s.MSN})
 		}
 	}
 	if pl.Live && p.watched(rd) {
@@ -262,15 +263,15 @@ func (p *Prefetcher) observeLocked(key string) {
 	if p.closed {
 		return
 	}
-	if rd, ok := p.playlists.peek(key); ok {
+	if rd, ok := p.playlists.Peek(key); ok {
 		rd.lastWatched = p.now()
 		return
 	}
-	ref, ok := p.segments.peek(key)
+	ref, ok := p.segments.Peek(key)
 	if !ok {
 		return
 	}
-	rd, ok := p.playlists.peek(ref.playlist)
+	rd, ok := p.playlists.Peek(ref.playlist)
 	if !ok {
 		return
 	}
@@ -296,13 +297,13 @@ func (p *Prefetcher) scheduleLocked(plKey string, rd *rendition, upTo int) {
 			continue
 		}
 		sk := memKey(su)
-		if _, ok := p.state.peek(sk); ok {
+		if _, ok := p.state.Peek(sk); ok {
 			continue
 		}
 		job := prefetchJob{playlist: plKey, key: sk, url: s.URI, tmpl: rd.tmpl}
 		select {
 		case p.jobs <- job:
-			p.state.put(sk, stScheduled)
+			p.state.Put(sk, stScheduled)
 			p.scheduled.Add(1)
 		default:
 			p.dropped.Add(1)
@@ -323,9 +324,9 @@ func (p *Prefetcher) worker() {
 
 func (p *Prefetcher) run(job prefetchJob) {
 	p.mu.Lock()
-	rd, ok := p.playlists.peek(job.playlist)
+	rd, ok := p.playlists.Peek(job.playlist)
 	if !ok || !p.watched(rd) {
-		p.state.remove(job.key)
+		p.state.Remove(job.key)
 		p.mu.Unlock()
 		p.idle.Add(1)
 		return
@@ -347,7 +348,7 @@ func (p *Prefetcher) run(job prefetchJob) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if err != nil {
-		p.state.remove(job.key)
+		p.state.Remove(job.key)
 		p.failed.Add(1)
 		path := ""
 		if u, perr := url.Parse(job.url); perr == nil {
@@ -356,8 +357,8 @@ func (p *Prefetcher) run(job prefetchJob) {
 		p.log.Debug("prefetch failed", "path", path, "err", err)
 		return
 	}
-	if st, _ := p.state.peek(job.key); st == stScheduled {
-		p.state.put(job.key, stFetched)
+	if st, _ := p.state.Peek(job.key); st == stScheduled {
+		p.state.Put(job.key, stFetched)
 	}
 	p.prefetched.Add(1)
 }
@@ -373,10 +374,10 @@ func (p *Prefetcher) OnRecord(r *http.Request, rec cache.Record) {
 	key := requestKey(r)
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	st, ok := p.state.peek(key)
+	st, ok := p.state.Peek(key)
 	hit := rec.Disposition == cache.Hit || rec.Disposition == cache.HitStale || rec.Disposition == cache.Collapsed
 	if ok && st != stCounted && hit && rec.Err == nil {
-		p.state.put(key, stCounted)
+		p.state.Put(key, stCounted)
 		p.hits.Add(1)
 	}
 	p.observeLocked(key) // a no-op for a request Wrap already saw
