@@ -24,3 +24,4 @@ func ExampleStart() {
 	}
 	fmt.Println("SOCKS5 proxy:", n.SocksAddr())
 }
+
