@@ -24,4 +24,3 @@ func ExampleStart() {
 	}
 	fmt.Println("SOCKS5 proxy:", n.SocksAddr())
 }
-
