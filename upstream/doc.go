@@ -47,11 +47,25 @@
 //     discarded; if no other upstream is healthy the 5xx is returned as
 //     is). A response that has started is never retried: an error while
 //     reading its body reaches the caller. A pooled connection that turns
-//     out to be dead before any response byte (the far side closed it, as
-//     an upstream restart does to all of them) is replaced transparently
-//     for such requests on the same upstream, at most twice, so a request
-//     that itself kills its upstream is not resent once per pooled
-//     connection.
+//     out to have been dead before the request reached the upstream (the
+//     far side closed it, as an upstream restart or an idle timeout does)
+//     is replaced once, transparently, for such requests on the same
+//     upstream. The Transport tells it from an upstream that worked on the
+//     request and then aborted by timing: the connection failed, with no
+//     response byte, sooner after the request was written than the
+//     fastest response this upstream ever gave (or while the request was
+//     being written), so the close was under way before the request
+//     arrived. Anything slower is an upstream failure, never resent on the
+//     same upstream. A request therefore reaches at most two upstream
+//     attempts that may have been acted on: no client can multiply
+//     upstream work, whatever it makes the upstream do.
+//   - blames clients for their own faults: when reading the request body
+//     fails (malformed chunked framing, a body shorter than its
+//     Content-Length, a size limit), RoundTrip returns an error wrapping
+//     [ErrRequestBody] and the body's error; the upstream's health does
+//     not change, nothing is retried, and the event is logged at Debug
+//     level. A handler answers such a request with 400 (413 for an
+//     [net/http.MaxBytesError]).
 //   - times out like Tor needs: dials (circuit build) after
 //     [Transport.DialTimeout] (60 s), response headers after
 //     [Transport.ResponseHeaderTimeout] (60 s). Errors read
