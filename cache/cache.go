@@ -129,7 +129,12 @@ type Cache struct {
 
 	// ErrorHandler replies to a request that could not be served (upstream
 	// unreachable, no response). If nil, the error is logged and a
-	// 502 Bad Gateway is sent.
+	// 502 Bad Gateway is sent. It is not called for a forwarded request
+	// whose own body could not be read (malformed chunked framing, a body
+	// shorter than its Content-Length, a size limit): that is the client's
+	// fault, answered 400 (413 for an http.MaxBytesError) with the
+	// connection closed, logged at Debug level and not counted in
+	// Stats.Errors.
 	ErrorHandler func(w http.ResponseWriter, r *http.Request, err error)
 
 	initOnce  sync.Once
@@ -201,6 +206,12 @@ func (c *Cache) init() {
 				return nil
 			},
 			ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+				if cb, _ := r.Context().Value(clientBodyKey{}).(*clientBody); cb != nil {
+					if berr := cb.failure(); berr != nil {
+						c.clientBodyError(w, r, berr)
+						return
+					}
+				}
 				c.stats.errors.Add(1)
 				c.handleError(w, r, err)
 			},
@@ -256,6 +267,58 @@ func (c *Cache) handleError(w http.ResponseWriter, r *http.Request, err error) {
 	}
 	c.log.Info("upstream error", "method", r.Method, "path", c.logPath(r), "err", err)
 	w.WriteHeader(http.StatusBadGateway)
+}
+
+// clientBodyError answers a request whose body could not be read (the
+// client's fault: malformed framing, a short body, a size limit) with 400,
+// or 413 for a body over a limit, and closes the connection: its framing
+// can no longer be trusted.
+func (c *Cache) clientBodyError(w http.ResponseWriter, r *http.Request, err error) {
+	c.log.Debug("client request body failed", "method", r.Method, "path", c.logPath(r), "err", err)
+	code := http.StatusBadRequest
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		code = http.StatusRequestEntityTooLarge
+	}
+	w.Header().Set("Connection", "close")
+	w.WriteHeader(code)
+}
+
+type clientBodyKey struct{}
+
+// clientBody records the first error reading a client's request body
+// before it was closed (a read failing because the transport closed the
+// body is not the client's fault).
+type clientBody struct {
+	rc     io.ReadCloser
+	mu     sync.Mutex
+	closed bool
+	err    error
+}
+
+func (b *clientBody) Read(p []byte) (int, error) {
+	n, err := b.rc.Read(p)
+	if err != nil && err != io.EOF {
+		b.mu.Lock()
+		if !b.closed && b.err == nil {
+			b.err = err
+		}
+		b.mu.Unlock()
+	}
+	return n, err
+}
+
+func (b *clientBody) Close() error {
+	b.mu.Lock()
+	b.closed = true
+	b.mu.Unlock()
+	return b.rc.Close()
+}
+
+func (b *clientBody) failure() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.err
 }
 
 func (c *Cache) logPath(r *http.Request) string {
@@ -368,6 +431,13 @@ func (c *Cache) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		rw := &recordingWriter{ResponseWriter: w}
 		rec.Disposition = FwdMethod
+		if r.Body != nil && r.Body != http.NoBody {
+			// Watch the client's body, so that a failure reading it is
+			// answered as the client's fault, not the upstream's.
+			cb := &clientBody{rc: r.Body}
+			r = r.WithContext(context.WithValue(r.Context(), clientBodyKey{}, cb))
+			r.Body = cb
+		}
 		c.proxy.ServeHTTP(rw, r)
 		rec.Status, rec.Bytes = rw.status, rw.n
 		if rec.Status == 0 {

@@ -1,0 +1,274 @@
+package cache_test
+
+import (
+	"bufio"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/onioncdn/onioncdn/cache"
+	"github.com/onioncdn/onioncdn/upstream"
+)
+
+// Issue 16: a request whose body is malformed fails while the upstream leg
+// reads it. That is the client's fault: it gets a 4xx (or its connection
+// closed), the upstream's health and counters do not change, and no
+// goroutine or connection is left behind.
+
+// recorder is an upstream that records every request it receives and
+// whether its body could be read completely.
+type recorder struct {
+	*httptest.Server
+	mu       sync.Mutex
+	seen     []string // "METHOD path body-ok|body-err"
+	hits     atomic.Int64
+	bodyErrs atomic.Int64
+}
+
+func newRecorder(t *testing.T) *recorder {
+	t.Helper()
+	rec := &recorder{}
+	rec.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rec.hits.Add(1)
+		_, err := io.Copy(io.Discard, r.Body)
+		state := "body-ok"
+		if err != nil {
+			rec.bodyErrs.Add(1)
+			state = "body-err"
+		}
+		rec.mu.Lock()
+		rec.seen = append(rec.seen, r.Method+" "+r.URL.Path+" "+state)
+		rec.mu.Unlock()
+		w.Header().Set("Cache-Control", "max-age=60")
+		io.WriteString(w, "ok")
+	}))
+	t.Cleanup(rec.Close)
+	return rec
+}
+
+func (rec *recorder) requests() []string {
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	return append([]string(nil), rec.seen...)
+}
+
+// rawExchange sends raw on a new TCP connection to addr and returns the
+// first response's status (0 if none) and whether the server then closed
+// the connection within hangGuard.
+func rawExchange(t *testing.T, addr, raw string) (status int, closed bool) {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(hangGuard))
+	if _, err := io.WriteString(c, raw); err != nil {
+		t.Fatalf("write: %v", err)
+	}
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, nil)
+	if err == nil {
+		status = resp.StatusCode
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	// Whatever follows (a smuggled request's response) must not come:
+	// the connection ends.
+	_, err = br.ReadByte()
+	var ne net.Error
+	closed = err != nil && !(errors.As(err, &ne) && ne.Timeout())
+	return status, closed
+}
+
+const hangGuard = 10 * time.Second
+
+// malformedBodies are requests whose body fails while being read. Each
+// must be answered with a 4xx, or the connection closed, never a 5xx.
+var malformedBodies = []struct {
+	name string
+	raw  string
+}{
+	{
+		// A chunk size beyond 64 bits.
+		name: "chunk_size_overflow",
+		raw: "POST /upload HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n" +
+			"fffffffffffffffffff\r\nabc\r\n0\r\n\r\n",
+	},
+	{
+		// Transfer-Encoding and Content-Length (RFC 9112 §6.1), with a
+		// chunked body that does not end where its chunk size says.
+		name: "te_and_cl",
+		raw: "POST /upload HTTP/1.1\r\nHost: t\r\nContent-Length: 6\r\nTransfer-Encoding: chunked\r\n\r\n" +
+			"3\r\nabcXX\r\n0\r\n\r\n",
+	},
+	{
+		// A chunked body whose last chunk is followed by a request in
+		// place of the trailer section.
+		name: "smuggled_after_chunked",
+		raw: "POST /upload HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n" +
+			"0\r\nGET /smuggled HTTP/1.1\r\nHost: t\r\n\r\n",
+	},
+	{
+		// A body shorter than its Content-Length, then the client
+		// half-closes.
+		name: "short_body",
+		raw:  "POST /upload HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\nabc",
+	},
+}
+
+func TestIssue16MalformedBodyIsClientFault(t *testing.T) {
+	for _, tc := range malformedBodies {
+		t.Run(tc.name, func(t *testing.T) {
+			up := newRecorder(t)
+			tr := &upstream.Transport{Upstreams: []string{up.URL}, MinIdle: 1}
+			t.Cleanup(func() { tr.Close() })
+			c := &cache.Cache{Transport: tr}
+			front := httptest.NewServer(c)
+			t.Cleanup(front.Close)
+			// One good request first: the upstream is known and healthy.
+			resp, err := http.Get(front.URL + "/warm")
+			if err != nil {
+				t.Fatal(err)
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			http.DefaultClient.CloseIdleConnections()
+			before := tr.Stats().Upstreams[0]
+			goroutines := runtime.NumGoroutine()
+
+			raw := tc.raw
+			if tc.name == "short_body" {
+				raw = ""
+			}
+			addr := front.Listener.Addr().String()
+			var status int
+			var closed bool
+			if tc.name == "short_body" {
+				status, closed = shortBody(t, addr, tc.raw)
+			} else {
+				status, closed = rawExchange(t, addr, raw)
+			}
+			if status >= 500 {
+				t.Errorf("status %d for a malformed body, want a 4xx or a close", status)
+			}
+			if status != 0 && (status < 400 || status > 499) {
+				t.Errorf("status %d, want 4xx", status)
+			}
+			if !closed {
+				t.Errorf("connection kept open after a malformed body")
+			}
+			after := tr.Stats().Upstreams[0]
+			if !after.Healthy || after.Failures != before.Failures || after.Retries != before.Retries {
+				t.Errorf("upstream blamed for a client's body: before %+v after %+v", before, after)
+			}
+			for _, s := range up.requests() {
+				if strings.Contains(s, "smuggled") {
+					t.Errorf("upstream received the smuggled request: %q", s)
+				}
+			}
+			waitGoroutines(t, goroutines)
+		})
+	}
+}
+
+// shortBody sends raw, half-closes the connection and reads the answer.
+func shortBody(t *testing.T, addr, raw string) (status int, closed bool) {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(hangGuard))
+	io.WriteString(c, raw)
+	c.(*net.TCPConn).CloseWrite()
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, nil)
+	if err == nil {
+		status = resp.StatusCode
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	_, err = br.ReadByte()
+	return status, err != nil
+}
+
+// waitGoroutines waits until the goroutine count is back to at most n
+// (plus a small slack for runtime helpers), failing after hangGuard.
+func waitGoroutines(t *testing.T, n int) {
+	t.Helper()
+	deadline := time.Now().Add(hangGuard)
+	for {
+		now := runtime.NumGoroutine()
+		if now <= n+2 {
+			return
+		}
+		if time.Now().After(deadline) {
+			buf := make([]byte, 1<<20)
+			buf = buf[:runtime.Stack(buf, true)]
+			t.Fatalf("%d goroutines, %d before:\n%s", now, n, buf)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// Issue 16: a midtier that fetches from its origin and then aborts before
+// sending headers costs one origin request per client request: the edge
+// does not resend the request as if its pooled connection had been dead
+// (2 client requests used to cost 3–4 origin requests).
+func TestIssue16MidtierAbortNotAmplified(t *testing.T) {
+	var originHits atomic.Int64
+	origin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		originHits.Add(1)
+		time.Sleep(20 * time.Millisecond) // an origin fetch takes time
+		io.WriteString(w, "content")
+	}))
+	t.Cleanup(origin.Close)
+	midtier := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/fast" {
+			io.WriteString(w, "fast")
+			return
+		}
+		resp, err := http.Get(origin.URL + r.URL.Path)
+		if err == nil {
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		}
+		panic(http.ErrAbortHandler) // before any header was sent
+	}))
+	t.Cleanup(midtier.Close)
+	tr := &upstream.Transport{Upstreams: []string{midtier.URL}, MinIdle: 3}
+	t.Cleanup(func() { tr.Close() })
+	edge := httptest.NewServer(&cache.Cache{Transport: tr})
+	t.Cleanup(edge.Close)
+
+	get := func(path string) int {
+		resp, err := http.Get(edge.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if code := get("/fast"); code != 200 {
+		t.Fatalf("/fast: %d", code)
+	}
+	for _, p := range []string{"/a", "/b"} {
+		if code := get(p); code != http.StatusBadGateway {
+			t.Fatalf("%s: %d, want 502", p, code)
+		}
+	}
+	if n := originHits.Load(); n != 2 {
+		t.Fatalf("2 client requests cost %d origin requests, want 2", n)
+	}
+}
