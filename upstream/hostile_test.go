@@ -208,3 +208,61 @@ func TestDeadPooledConnectionRetriedOnce(t *testing.T) {
 		t.Errorf("a dead pooled connection counted as failure: %+v", st)
 	}
 }
+
+// Issue 16: trace and correlation headers never reach the upstream unless
+// listed in ForwardHeaders.
+func TestIssue16TraceHeadersStripped(t *testing.T) {
+	trace := map[string]string{
+		"Traceparent":      "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+		"Tracestate":       "congo=t61rcWkgMzE",
+		"Baggage":          "userId=alice",
+		"X-Request-Id":     "r-1",
+		"X-Correlation-Id": "c-1",
+		"X-B3-Traceid":     "80f198ee56343ba864fe8b2a57d3eff7",
+		"X-B3-Spanid":      "e457b5a2e4d86bd1",
+		"B3":               "80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-1",
+		"Uber-Trace-Id":    "1:2:0:1",
+		"X-Amzn-Trace-Id":  "Root=1-5759e988-bd862e3fe1be46a994272793",
+		"Sentry-Trace":     "771a43a4192642f0b136d5159a501700-b7ad6b7169203331-1",
+		"Cache-Status":     "client; hit",
+	}
+	for _, tc := range []struct {
+		name    string
+		forward []string
+		want    []string // trace headers the upstream must see
+	}{
+		{name: "default"},
+		{name: "allow_list", forward: []string{"traceparent", "X-B3-*"}, want: []string{"Traceparent", "X-B3-Traceid", "X-B3-Spanid"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := make(chan http.Header, 1)
+			srv := newServer(t, func(w http.ResponseWriter, r *http.Request) { got <- r.Header.Clone() })
+			tr := newTransport(t, &Transport{Upstreams: []string{srv.URL}, MinIdle: -1, ForwardHeaders: tc.forward})
+			req, _ := http.NewRequestWithContext(t.Context(), "GET", "http://x/", nil)
+			for k, v := range trace {
+				req.Header.Set(k, v)
+			}
+			resp, err := tr.RoundTrip(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			h := <-got
+			want := map[string]bool{}
+			for _, k := range tc.want {
+				want[k] = true
+				if h.Get(k) != trace[k] {
+					t.Errorf("%s = %q upstream, want %q", k, h.Get(k), trace[k])
+				}
+			}
+			for k := range trace {
+				if !want[k] && h.Get(k) != "" {
+					t.Errorf("%s reached the upstream: %q", k, h.Get(k))
+				}
+			}
+			if len(req.Header) != len(trace) {
+				t.Errorf("caller's request modified: %v", req.Header)
+			}
+		})
+	}
+}

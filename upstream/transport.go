@@ -110,6 +110,17 @@ type Transport struct {
 	// sets User-Agent, even to "", keeps it.
 	UserAgent string
 
+	// ForwardHeaders lists trace and correlation headers to forward
+	// (case-insensitive; "X-B3-*" keeps a family). If empty, none is:
+	// Traceparent, Tracestate, Baggage, X-Request-Id, X-Correlation-Id,
+	// X-B3-*, B3, Uber-Trace-Id, X-Amzn-Trace-Id, X-Cloud-Trace-Context,
+	// Sentry-Trace, a request's Cache-Status and similar headers are
+	// removed, because they link one client's requests across tiers.
+	// Hop-by-hop headers and headers carrying client addresses or circuit
+	// ids are removed whatever it says. A cache in front of the Transport
+	// removes them first: list them there too (cache.Cache.ForwardHeaders).
+	ForwardHeaders []string
+
 	// StripServerHeaders removes headers that fingerprint the upstream's
 	// software (Server, X-Powered-By, …) from responses. If false, they
 	// are passed through.
@@ -774,7 +785,7 @@ func (t *Transport) outgoing(ctx context.Context, r *http.Request, u *upstreamSt
 	if out.Header == nil {
 		out.Header = make(http.Header)
 	}
-	hygiene.CleanRequest(out.Header)
+	hygiene.CleanRequestExcept(out.Header, t.ForwardHeaders)
 	out.Header.Del("Expect") // 100-continue is not implemented: the body is sent at once
 	if _, ok := out.Header["User-Agent"]; !ok {
 		out.Header["User-Agent"] = []string{t.UserAgent}
