@@ -108,6 +108,16 @@ type Cache struct {
 	// uncached for a minute.
 	MaxObjectBytes int64
 
+	// ForwardHeaders lists trace and correlation headers forwarded
+	// upstream (case-insensitive; "X-B3-*" keeps a family). If empty, none
+	// is: Traceparent, Tracestate, Baggage, X-Request-Id,
+	// X-Correlation-Id, X-B3-*, B3, Uber-Trace-Id, X-Amzn-Trace-Id,
+	// X-Cloud-Trace-Context, Sentry-Trace, a request's Cache-Status and
+	// similar headers are removed, because they link one client's requests
+	// across tiers. Hop-by-hop headers and headers carrying client
+	// addresses or circuit ids are removed whatever it says.
+	ForwardHeaders []string
+
 	// StripServerHeaders removes headers naming the origin's software
 	// (Server, X-Powered-By, ...) from responses. If false they are kept.
 	StripServerHeaders bool
@@ -383,7 +393,7 @@ func (c *Cache) rewrite(out, in *http.Request) {
 		}
 		out.URL.Host = in.Host
 	}
-	hygiene.CleanRequest(out.Header)
+	hygiene.CleanRequestExcept(out.Header, c.ForwardHeaders)
 	if _, ok := out.Header["User-Agent"]; !ok {
 		out.Header.Set("User-Agent", "") // never Go's default
 	}

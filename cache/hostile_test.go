@@ -272,3 +272,92 @@ func TestIssue16MidtierAbortNotAmplified(t *testing.T) {
 		t.Fatalf("2 client requests cost %d origin requests, want 2", n)
 	}
 }
+
+// Issue 16: a client's trace and correlation headers (and its own
+// Cache-Status) never reach the origin, on any path through the cache,
+// unless the operator lists them in ForwardHeaders.
+func TestIssue16TraceHeadersNotForwarded(t *testing.T) {
+	trace := map[string]string{
+		"Traceparent":           "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+		"Tracestate":            "congo=t61rcWkgMzE",
+		"Baggage":               "session=1",
+		"X-Request-Id":          "r-1",
+		"X-Correlation-Id":      "c-1",
+		"X-B3-Traceid":          "80f198ee56343ba864fe8b2a57d3eff7",
+		"X-B3-Sampled":          "1",
+		"B3":                    "1-2-1",
+		"Uber-Trace-Id":         "1:2:0:1",
+		"X-Amzn-Trace-Id":       "Root=1-5759e988",
+		"X-Cloud-Trace-Context": "105445aa7843bc8bf206b120001000/1;o=1",
+		"Sentry-Trace":          "771a43a4192642f0b136d5159a501700-b7ad6b7169203331-1",
+		"Cache-Status":          "evil; hit; stored",
+	}
+	paths := []struct {
+		name, method string
+		hdr          []string
+	}{
+		{"fill", "GET", nil},
+		{"no_store", "GET", []string{"Cache-Control", "no-store"}},
+		{"authorization", "GET", []string{"Authorization", "Bearer t"}},
+		{"post", "POST", nil},
+	}
+	for _, tc := range []struct {
+		name    string
+		forward []string
+		want    []string
+	}{
+		{name: "default"},
+		{name: "allow_list", forward: []string{"Traceparent", "x-b3-*"}, want: []string{"Traceparent", "X-B3-Traceid", "X-B3-Sampled"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var mu sync.Mutex
+			var seen []http.Header
+			origin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				mu.Lock()
+				seen = append(seen, r.Header.Clone())
+				mu.Unlock()
+				w.Header().Set("Cache-Control", "max-age=60")
+				io.WriteString(w, "ok")
+			}))
+			t.Cleanup(origin.Close)
+			tr := &upstream.Transport{Upstreams: []string{origin.URL}, MinIdle: -1, ForwardHeaders: tc.forward}
+			t.Cleanup(func() { tr.Close() })
+			front := httptest.NewServer(&cache.Cache{Transport: tr, ForwardHeaders: tc.forward})
+			t.Cleanup(front.Close)
+			for i, p := range paths {
+				req, _ := http.NewRequest(p.method, front.URL+"/obj"+string(rune('a'+i)), nil)
+				for k, v := range trace {
+					req.Header.Set(k, v)
+				}
+				for j := 0; j+1 < len(p.hdr); j += 2 {
+					req.Header.Set(p.hdr[j], p.hdr[j+1])
+				}
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != 200 {
+					t.Fatalf("%s: status %d", p.name, resp.StatusCode)
+				}
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if len(seen) != len(paths) {
+				t.Fatalf("origin saw %d requests, want %d", len(seen), len(paths))
+			}
+			want := map[string]bool{}
+			for _, k := range tc.want {
+				want[k] = true
+			}
+			for i, h := range seen {
+				for k, v := range trace {
+					if got := h.Get(k); want[k] != (got == v) {
+						t.Errorf("request %d (%s): origin saw %s = %q (forwarded: %v)", i, paths[i].name, k, got, want[k])
+					}
+				}
+			}
+		})
+	}
+}
