@@ -72,3 +72,11 @@ func ExampleParseCacheControl() {
 	// true 1m0s [Set-Cookie X-Id]
 	// public, max-age=60, no-cache="Set-Cookie, X-Id"
 }
+
+func ExampleForwardRange() {
+	fmt.Println(rfc9111.ForwardRange("bytes=0-0,1-1,2-2,10-19"))
+	fmt.Println(rfc9111.ForwardRange("bytes=0-99,-100")) // overlap unknown without the size
+	// Output:
+	// bytes=0-2,10-19 true
+	//  false
+}
