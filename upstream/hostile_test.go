@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -264,5 +265,56 @@ func TestIssue16TraceHeadersStripped(t *testing.T) {
 				t.Errorf("caller's request modified: %v", req.Header)
 			}
 		})
+	}
+}
+
+// Issue 16: the Transport forwards no Range field that makes its upstream
+// send many times an object's size (see rfc9111.ForwardRange).
+func TestIssue16RangeLimited(t *testing.T) {
+	const size = 10240
+	body := strings.Repeat("x", size)
+	var got atomic.Value
+	srv := newServer(t, func(w http.ResponseWriter, r *http.Request) {
+		got.Store(r.Header.Get("Range"))
+		http.ServeContent(w, r, "f", time.Time{}, strings.NewReader(body))
+	})
+	tr := newTransport(t, &Transport{Upstreams: []string{srv.URL}, MinIdle: -1})
+	spec := func(n, step int) string {
+		s := make([]string, n)
+		for i := range s {
+			p := strconv.Itoa(i * step)
+			s[i] = p + "-" + p
+		}
+		return "bytes=" + strings.Join(s, ",")
+	}
+	for _, tc := range []struct {
+		method, rng, want string
+	}{
+		{"GET", spec(1000, 2), ""},
+		{"GET", spec(1000, 1), ""},
+		{"GET", spec(50, 1), "bytes=0-49"},
+		{"GET", spec(3, 2), "bytes=0-0,2-2,4-4"},
+		{"GET", "bytes=0-99,-100", ""},
+		{"HEAD", "bytes=5-9", "bytes=5-9"},
+		{"POST", "bytes=5-9", ""},
+	} {
+		req, _ := http.NewRequestWithContext(t.Context(), tc.method, "http://x/", nil)
+		req.Header.Set("Range", tc.rng)
+		req.Header.Set("If-Range", `"x"`)
+		resp, err := tr.RoundTrip(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n, _ := io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if got.Load() != tc.want {
+			t.Errorf("%s Range %.40q…: upstream got %q, want %q", tc.method, tc.rng, got.Load(), tc.want)
+		}
+		if n > size+16*200 {
+			t.Errorf("%s Range %.40q…: %d bytes for %d", tc.method, tc.rng, n, size)
+		}
+		if req.Header.Get("Range") != tc.rng {
+			t.Errorf("caller's request modified")
+		}
 	}
 }

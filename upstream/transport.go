@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/onioncdn/onioncdn/internal/hygiene"
+	"github.com/onioncdn/onioncdn/internal/rfc9111"
 )
 
 // Defaults used when the corresponding [Transport] field is zero.
@@ -786,6 +787,20 @@ func (t *Transport) outgoing(ctx context.Context, r *http.Request, u *upstreamSt
 		out.Header = make(http.Header)
 	}
 	hygiene.CleanRequestExcept(out.Header, t.ForwardHeaders)
+	if v, ok := out.Header["Range"]; ok {
+		// No Range field that makes the upstream send many times an
+		// object's size (see rfc9111.ForwardRange).
+		f, ok := "", false
+		if len(v) == 1 && (out.Method == http.MethodGet || out.Method == http.MethodHead || out.Method == "") {
+			f, ok = rfc9111.ForwardRange(v[0])
+		}
+		if ok {
+			out.Header["Range"] = []string{f}
+		} else {
+			delete(out.Header, "Range")
+			delete(out.Header, "If-Range")
+		}
+	}
 	out.Header.Del("Expect") // 100-continue is not implemented: the body is sent at once
 	if _, ok := out.Header["User-Agent"]; !ok {
 		out.Header["User-Agent"] = []string{t.UserAgent}
