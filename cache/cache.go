@@ -394,9 +394,29 @@ func (c *Cache) rewrite(out, in *http.Request) {
 		out.URL.Host = in.Host
 	}
 	hygiene.CleanRequestExcept(out.Header, c.ForwardHeaders)
+	forwardRange(out)
 	if _, ok := out.Header["User-Agent"]; !ok {
 		out.Header.Set("User-Agent", "") // never Go's default
 	}
+}
+
+// forwardRange limits the Range field of a request passed upstream (the
+// cache cannot apply its own range rule to a response it does not store):
+// see rfc9111.ForwardRange. Range means nothing for methods other than GET
+// (and HEAD, where it is ignored): it is removed from them.
+func forwardRange(out *http.Request) {
+	v, ok := out.Header["Range"]
+	if !ok {
+		return
+	}
+	if len(v) == 1 && (out.Method == http.MethodGet || out.Method == http.MethodHead || out.Method == "") {
+		if f, ok := rfc9111.ForwardRange(v[0]); ok {
+			out.Header["Range"] = []string{f}
+			return
+		}
+	}
+	delete(out.Header, "Range")
+	delete(out.Header, "If-Range")
 }
 
 // outRequest builds the upstream request for r. A fill request is always a
