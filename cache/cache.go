@@ -133,6 +133,19 @@ type Cache struct {
 	// written or the response was abandoned.
 	OnRecord func(r *http.Request, rec Record)
 
+	// AdmitMiss, if set, is asked before a request makes this cache work
+	// upstream: a miss, a stale object to validate (also in the
+	// background, for stale-while-revalidate), a request passed through
+	// (no-store, Authorization, methods other than GET and HEAD). When it
+	// returns false, the request is answered from a stale stored object if
+	// stale-if-error allows that, and otherwise with 503 Service
+	// Unavailable and Retry-After: 1 (disposition Shed); a background
+	// revalidation is skipped. Hits and requests joining a fill in
+	// progress never ask, nor does Prefetch. An overload guard such as
+	// limit.Limiter.AdmitMiss sheds misses this way while hits are still
+	// served. If nil, every request may go upstream.
+	AdmitMiss func(r *http.Request) bool
+
 	// Logger receives one record per request at Debug level (Info for
 	// failures) and errors. If nil, logs are discarded.
 	Logger *slog.Logger
@@ -277,6 +290,19 @@ func (c *Cache) handleError(w http.ResponseWriter, r *http.Request, err error) {
 	}
 	c.log.Info("upstream error", "method", r.Method, "path", c.logPath(r), "err", err)
 	w.WriteHeader(http.StatusBadGateway)
+}
+
+// admitMiss reports whether r may make this cache work upstream (see
+// AdmitMiss).
+func (c *Cache) admitMiss(r *http.Request) bool {
+	return c.AdmitMiss == nil || c.AdmitMiss(r)
+}
+
+// shedReply is the answer to a request AdmitMiss turned away.
+func (c *Cache) shedReply(rec *Record) *reply {
+	rec.Disposition = Shed
+	return &reply{status: http.StatusServiceUnavailable, disp: Shed,
+		header: http.Header{"Retry-After": {"1"}, "Content-Length": {"0"}}}
 }
 
 // clientBodyError answers a request whose body could not be read (the
@@ -459,6 +485,12 @@ func (c *Cache) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	c.init()
 	rec := Record{Method: r.Method, Path: c.logPath(r)}
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		if !c.admitMiss(r) {
+			rp := c.shedReply(&rec)
+			c.writeReply(w, r, rp, &rec)
+			c.record(r, &rec, start)
+			return
+		}
 		rw := &recordingWriter{ResponseWriter: w}
 		rec.Disposition = FwdMethod
 		if r.Body != nil && r.Body != http.NoBody {
