@@ -212,7 +212,9 @@ type Stats struct {
 // client starve all, so such requests get no key (no per-client limits).
 func DefaultKey(r *http.Request) (string, bool) {
 	if id, ok := onion.CircuitID(r.Context()); ok {
-		return "c" + strconv.FormatUint(uint64(id), 16), true
+		var b [9]byte
+		b[0] = 'c'
+		return string(strconv.AppendUint(b[:1], uint64(id), 16)), true
 	}
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
