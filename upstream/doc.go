@@ -107,7 +107,13 @@
 // The Transport is built not to reveal more than the request path to the
 // next tier. It removes hop-by-hop headers (and those named in Connection)
 // in both directions and never forwards X-Forwarded-*, Forwarded, Via,
-// X-Real-IP or circuit-id headers, nor adds any of them. It sends no
+// X-Real-IP or circuit-id headers, nor adds any of them. Trace and
+// correlation ids (Traceparent, Tracestate, Baggage, X-Request-Id,
+// X-Correlation-Id, X-B3-*, Uber-Trace-Id, X-Amzn-Trace-Id, Sentry-Trace
+// and similar) and a request's Cache-Status are removed unless listed in
+// [Transport.ForwardHeaders]. A Range field is forwarded only within the
+// caches' range rule (coalesced, at most 16 ranges), so no client can make
+// an upstream send many times an object's size. It sends no
 // User-Agent unless [Transport.UserAgent] or the caller sets one (never
 // Go's default); with [Transport.StripServerHeaders] it removes Server,
 // X-Powered-By and similar headers from responses. It logs hosts and paths,
