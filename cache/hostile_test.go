@@ -2,8 +2,10 @@ package cache_test
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -130,10 +132,21 @@ func TestIssue16MalformedBodyIsClientFault(t *testing.T) {
 	for _, tc := range malformedBodies {
 		t.Run(tc.name, func(t *testing.T) {
 			up := newRecorder(t)
-			tr := &upstream.Transport{Upstreams: []string{up.URL}, MinIdle: 1}
+			logs := &levelCounter{}
+			tr := &upstream.Transport{Upstreams: []string{up.URL}, MinIdle: 1, Logger: slog.New(logs)}
 			t.Cleanup(func() { tr.Close() })
-			c := &cache.Cache{Transport: tr}
-			front := httptest.NewServer(c)
+			c := &cache.Cache{Transport: tr, Logger: slog.New(logs)}
+			front := httptest.NewUnstartedServer(c)
+			var open atomic.Int64 // client connections the front server holds
+			front.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+				switch st {
+				case http.StateNew:
+					open.Add(1)
+				case http.StateClosed, http.StateHijacked:
+					open.Add(-1)
+				}
+			}
+			front.Start()
 			t.Cleanup(front.Close)
 			// One good request first: the upstream is known and healthy.
 			resp, err := http.Get(front.URL + "/warm")
@@ -143,33 +156,39 @@ func TestIssue16MalformedBodyIsClientFault(t *testing.T) {
 			io.Copy(io.Discard, resp.Body)
 			resp.Body.Close()
 			http.DefaultClient.CloseIdleConnections()
+			waitFor(t, "the warm-up connection to close", func() bool { return open.Load() == 0 })
 			before := tr.Stats().Upstreams[0]
 			goroutines := runtime.NumGoroutine()
+			errorsBefore := c.Stats().Errors
 
-			raw := tc.raw
-			if tc.name == "short_body" {
-				raw = ""
-			}
 			addr := front.Listener.Addr().String()
 			var status int
 			var closed bool
 			if tc.name == "short_body" {
 				status, closed = shortBody(t, addr, tc.raw)
 			} else {
-				status, closed = rawExchange(t, addr, raw)
-			}
-			if status >= 500 {
-				t.Errorf("status %d for a malformed body, want a 4xx or a close", status)
+				status, closed = rawExchange(t, addr, tc.raw)
 			}
 			if status != 0 && (status < 400 || status > 499) {
-				t.Errorf("status %d, want 4xx", status)
+				t.Errorf("status %d for a malformed body, want a 4xx or a close", status)
 			}
 			if !closed {
 				t.Errorf("connection kept open after a malformed body")
 			}
+			waitFor(t, "the server to close the client's connection", func() bool { return open.Load() == 0 })
 			after := tr.Stats().Upstreams[0]
-			if !after.Healthy || after.Failures != before.Failures || after.Retries != before.Retries {
+			if !after.Healthy || after.Failures != before.Failures || after.Retries != before.Retries || after.DialFailures != before.DialFailures {
 				t.Errorf("upstream blamed for a client's body: before %+v after %+v", before, after)
+			}
+			waitFor(t, "the upstream connections to settle", func() bool {
+				s := tr.Stats().Upstreams[0]
+				return s.InFlight == 0 && s.Open <= before.Open
+			})
+			if n := c.Stats().Errors - errorsBefore; n != 0 {
+				t.Errorf("cache counted %d errors for a client's body", n)
+			}
+			if n := logs.atLeast(slog.LevelInfo); n != 0 {
+				t.Errorf("%d log records at Info or above for a client's body: %v", n, logs.messages())
 			}
 			for _, s := range up.requests() {
 				if strings.Contains(s, "smuggled") {
@@ -178,6 +197,56 @@ func TestIssue16MalformedBodyIsClientFault(t *testing.T) {
 			}
 			waitGoroutines(t, goroutines)
 		})
+	}
+}
+
+// levelCounter is a slog.Handler counting records by level.
+type levelCounter struct {
+	mu   sync.Mutex
+	recs []slog.Record
+}
+
+func (h *levelCounter) Enabled(context.Context, slog.Level) bool { return true }
+func (h *levelCounter) Handle(_ context.Context, r slog.Record) error {
+	h.mu.Lock()
+	h.recs = append(h.recs, r)
+	h.mu.Unlock()
+	return nil
+}
+func (h *levelCounter) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h *levelCounter) WithGroup(string) slog.Handler      { return h }
+
+func (h *levelCounter) atLeast(l slog.Level) int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	n := 0
+	for _, r := range h.recs {
+		if r.Level >= l {
+			n++
+		}
+	}
+	return n
+}
+
+func (h *levelCounter) messages() []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var m []string
+	for _, r := range h.recs {
+		m = append(m, r.Level.String()+" "+r.Message)
+	}
+	return m
+}
+
+// waitFor polls cond until it holds, failing after hangGuard.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(hangGuard)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(2 * time.Millisecond)
 	}
 }
 
