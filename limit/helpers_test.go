@@ -81,15 +81,43 @@ func (c *counting) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // front serves lim.Handler(next) on a loopback TCP server configured by
 // lim.ConfigureServer.
 func front(t *testing.T, lim *limit.Limiter, next http.Handler) *httptest.Server {
+	srv, _ := frontCounting(t, lim, next)
+	return srv
+}
+
+// frontCounting is front that also counts the client connections the
+// server holds open.
+func frontCounting(t *testing.T, lim *limit.Limiter, next http.Handler) (*httptest.Server, *atomic.Int64) {
 	t.Helper()
 	if lim.Logger == nil {
 		lim.Logger = testLogger(t)
 	}
 	srv := httptest.NewUnstartedServer(lim.Handler(next))
 	lim.ConfigureServer(srv.Config)
+	open := new(atomic.Int64)
+	srv.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+		switch st {
+		case http.StateNew:
+			open.Add(1)
+		case http.StateClosed, http.StateHijacked:
+			open.Add(-1)
+		}
+	}
 	srv.Start()
 	t.Cleanup(srv.Close)
-	return srv
+	return srv, open
+}
+
+// waitFor polls cond until it holds, failing after hangGuard.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(hangGuard)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
 }
 
 // rawResult is what a raw exchange saw.

@@ -76,9 +76,14 @@ func TestIssue16RequestLimits(t *testing.T) {
 				io.WriteString(w, "ok")
 			}}
 			lim := &limit.Limiter{}
-			srv := front(t, lim, next)
+			srv, open := frontCounting(t, lim, next)
 			goroutines := runtimeGoroutines()
 			res := raw(t, srv.Listener.Addr().String(), tc.req, tc.halfClose)
+			if tc.closed {
+				// The server itself lets go of the connection, promptly
+				// (not after a read timeout).
+				waitFor(t, "the server to close the connection", func() bool { return open.Load() == 0 })
+			}
 			if res.status != tc.status {
 				t.Errorf("status %d, want %d", res.status, tc.status)
 			}
