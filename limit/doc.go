@@ -30,7 +30,8 @@
 //     Beyond them: 429 with Retry-After. A client refused more than
 //     [Limiter.Strikes] (50) times (strikes decay by one per second) is
 //     abusive: its refusals close their connections, and
-//     [Limiter.OnAbuse] may ask tor to close its circuit. At most
+//     [Limiter.OnAbuse] may ask tor to close its circuit (only worth it
+//     with proof of work on: a new circuit is a new client). At most
 //     [Limiter.MaxKeys] (16384) clients are tracked, least recently seen
 //     forgotten first, so memory is bounded however many circuits come.
 //   - Overload: [Limiter.AdmitMiss], installed as cache.Cache.AdmitMiss,
