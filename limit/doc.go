@@ -58,7 +58,7 @@
 //	lim.ConfigureServer(srv)
 //	ln, _ := onionServer.Listen(ctx, onion.ListenConfig{
 //		ExportCircuitID: true, PoW: true, IntroDoSDefense: true,
-//		MaxStreams: 32, MaxStreamsCloseCircuit: true,
+//		MaxStreams: 32,
 //	})
 //	srv.Serve(ln)
 //

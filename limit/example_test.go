@@ -66,11 +66,10 @@ func ExampleLimiter_ConfigureServer() {
 	tor := new(onion.Server)
 	defer tor.Close()
 	ln, err := tor.Listen(context.Background(), onion.ListenConfig{
-		ExportCircuitID:        true, // per-circuit limits
-		PoW:                    true,
-		IntroDoSDefense:        true,
-		MaxStreams:             32,
-		MaxStreamsCloseCircuit: true,
+		ExportCircuitID: true, // per-circuit limits
+		PoW:             true,
+		IntroDoSDefense: true,
+		MaxStreams:      32, // extra streams refused; closing the circuit would hand the client a fresh one
 	})
 	if err != nil {
 		panic(err)

@@ -1,13 +1,18 @@
 package limit_test
 
 import (
+	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 
+	"github.com/onioncdn/onioncdn/cache"
 	"github.com/onioncdn/onioncdn/limit"
+	"github.com/onioncdn/onioncdn/upstream"
 )
 
 // Issue 16: a 1 MB request header and 10,000 header fields were accepted
@@ -154,5 +159,27 @@ func TestLimitsOff(t *testing.T) {
 	res := raw(t, srv.Listener.Addr().String(), "POST /"+strings.Repeat("u", 9<<10)+" HTTP/1.1\r\nHost: t\r\n"+b.String()+"Content-Length: 100000\r\n\r\n"+strings.Repeat("x", 100000), false)
 	if res.status != 200 || next.n.Load() != 1 || len(next.bodies[0]) != 100000 {
 		t.Fatalf("status %d, reached %d", res.status, next.n.Load())
+	}
+}
+
+// Through a cache forwarding a POST upstream, a chunked request still
+// closes its connection after the answer, and the upstream gets the body
+// with a Content-Length.
+func TestChunkedRequestClosesThroughCache(t *testing.T) {
+	var got atomic.Value
+	origin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		got.Store(fmt.Sprintf("%d %q %v", r.ContentLength, b, r.TransferEncoding))
+	}))
+	t.Cleanup(origin.Close)
+	tr := &upstream.Transport{Upstreams: []string{origin.URL}, MinIdle: -1}
+	t.Cleanup(func() { tr.Close() })
+	srv := front(t, &limit.Limiter{}, &cache.Cache{Transport: tr})
+	res := raw(t, srv.Listener.Addr().String(), "POST /f HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\nGET /next HTTP/1.1\r\nHost: t\r\n\r\n", false)
+	if res.status != 200 || !res.closed {
+		t.Fatalf("status %d closed %v", res.status, res.closed)
+	}
+	if g := got.Load(); g != `5 "hello" []` {
+		t.Fatalf("upstream got %v", g)
 	}
 }
