@@ -152,8 +152,8 @@ type Limiter struct {
 	// client's next circuit is a new key with full buckets, so closing
 	// only helps where a new circuit is costly (proof of work on). Over
 	// the private test network, without PoW, a flooder whose circuits
-	// were closed got 2.3 times as many requests through as one kept on
-	// its circuit and refused. If nil, abusive keys only have their
+	// were closed got 2.3–2.5 times as many requests through as one kept
+	// on its circuit and refused. If nil, abusive keys only have their
 	// connections closed.
 	OnAbuse func(key string)
 
