@@ -280,6 +280,8 @@ func (c *Cache) cacheStatus(rp *reply) string {
 		b.WriteString("; fwd=method")
 	case OnlyIfCache:
 		b.WriteString("; fwd=miss; detail=only-if-cached")
+	case Shed:
+		b.WriteString("; fwd=miss; detail=shed")
 	default:
 		b.WriteString("; fwd=uri-miss")
 	}

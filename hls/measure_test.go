@@ -96,12 +96,13 @@ type tier struct {
 }
 
 func newTier(t *testing.T, name string, c *cache.Cache) *tier {
-	pol := &hls.Policy{}
-	c.Policy, c.Name, c.CacheStatus = pol, name, true
-	pf := &hls.Prefetcher{Fetch: c.Prefetch}
-	pol.OnMediaPlaylist = pf.ObservePlaylist
+	c.Policy, c.Name, c.CacheStatus = &hls.Policy{}, name, true
+	pf := &hls.Prefetcher{}
+	if err := pf.Attach(c); err != nil {
+		t.Fatal(err)
+	}
 	log := &recLog{}
-	c.OnRecord = func(r *http.Request, rec cache.Record) { pf.OnRecord(r, rec); log.add(r, rec) }
+	c.OnRecord = append(c.OnRecord, log.add)
 	srv := httptest.NewServer(pf.Wrap(c))
 	t.Cleanup(func() { srv.Close(); pf.Close() })
 	return &tier{cache: c, pf: pf, log: log, srv: srv}
@@ -151,7 +152,7 @@ func TestPathMeasure(t *testing.T) {
 		ou, _ := url.Parse(osrv.URL)
 		mid := newTier(t, "mid", &cache.Cache{Upstream: ou})
 		midRelay := relay(t, mid.srv.URL, midPath, midSetup, os.Getenv("MEASURE_MID_SHARED") != "1")
-		tr := &upstream.Transport{Upstreams: []string{"http://" + midRelay.Addr()}, DialContext: midRelay.DialContext, StripServerHeaders: true}
+		tr := &upstream.Transport{Upstreams: []string{"http://" + midRelay.Addr()}, DialContext: midRelay.DialContext}
 		t.Cleanup(func() { tr.Close() })
 		edge := newTier(t, "edge", &cache.Cache{Transport: tr})
 		client := relay(t, edge.srv.URL, clientPath, 0, false)
