@@ -11,6 +11,7 @@ import (
 
 	"github.com/onioncdn/onioncdn/cache"
 	"github.com/onioncdn/onioncdn/hls"
+	"github.com/onioncdn/onioncdn/limit"
 	"github.com/onioncdn/onioncdn/onion"
 	"github.com/onioncdn/onioncdn/route"
 	"github.com/onioncdn/onioncdn/upstream"
@@ -282,6 +283,39 @@ func Integrity(tier string, t interface{ Stats() integrity.Stats }) prometheus.C
 		}
 	}}
 }
+
+// Limit returns a collector of a tier's client limiter (package limit),
+// labelled tier=tier: onioncdn_limit_rejected_total{reason} (rate,
+// concurrency, bytes, header_bytes, header_fields, uri, body, overload),
+// _shed_total (upstream work refused under overload), _closed_total
+// (connections of abusive clients closed), _abusive_total, _evicted_total,
+// and the gauges _clients (clients tracked: circuits at an onion edge),
+// _in_flight and _upstream_in_flight.
+func Limit(tier string, l interface{ Stats() limit.Stats }) prometheus.Collector {
+	d := &descs{tier: tier}
+	rej := d.new("limit", "rejected_total", "Requests refused, by reason.", "reason")
+	shed := d.new("limit", "shed_total", "Upstream work refused because the tier was overloaded.")
+	closed := d.new("limit", "closed_total", "Refusals that closed the connection of an abusive client.")
+	abusive := d.new("limit", "abusive_total", "Times a client became abusive.")
+	evicted := d.new("limit", "evicted_total", "Clients forgotten to stay within the tracking bound.")
+	clients := d.new("limit", "clients", "Clients tracked (Tor circuits at an onion edge).")
+	inflight := d.new("limit", "in_flight", "Requests in progress.")
+	up := d.new("limit", "upstream_in_flight", "Requests doing upstream work.")
+	return &snapshotCollector{descs: d.all, collect: func() []metric {
+		s := l.Stats()
+		ms := make([]metric, 0, len(s.Rejected)+7)
+		for _, r := range limitReasons {
+			ms = append(ms, counter(rej, s.Rejected[r], string(r)))
+		}
+		return append(ms,
+			counter(shed, s.Shed), counter(closed, s.Closed), counter(abusive, s.Abusive), counter(evicted, s.Evicted),
+			gauge(clients, float64(s.Keys)), gauge(inflight, float64(s.InFlight)), gauge(up, float64(s.Upstream)))
+	}}
+}
+
+// limitReasons is the fixed label set of onioncdn_limit_rejected_total.
+var limitReasons = [...]limit.Reason{limit.RejectRate, limit.RejectConcurrency, limit.RejectBytes,
+	limit.RejectHeaderBytes, limit.RejectHeaderFields, limit.RejectURI, limit.RejectBody, limit.RejectOverload}
 
 // DeliveryBuckets are the histogram buckets of [Delivery], in seconds:
 // from a loopback hit (milliseconds) to a cold fetch over two Tor hops.

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/onioncdn/onioncdn/cache"
+	"github.com/onioncdn/onioncdn/limit"
 	"github.com/onioncdn/onioncdn/metrics"
 	"github.com/onioncdn/onioncdn/route"
 	"github.com/onioncdn/onioncdn/upstream"
@@ -360,5 +361,37 @@ func TestIntegrityByCheck(t *testing.T) {
 		if v, ok := got[k]; !ok || v != want {
 			t.Errorf("%s = %v (present %v), want %v", k, v, ok, want)
 		}
+	}
+}
+
+func TestLimit(t *testing.T) {
+	lim := &limit.Limiter{}
+	srv := httptest.NewServer(lim.Handler(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {})))
+	defer srv.Close()
+	req, _ := http.NewRequest("GET", srv.URL+"/"+strings.Repeat("a", 9<<10), nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(metrics.Limit("edge", lim))
+	want := `
+# HELP onioncdn_limit_rejected_total Requests refused, by reason.
+# TYPE onioncdn_limit_rejected_total counter
+onioncdn_limit_rejected_total{reason="body",tier="edge"} 0
+onioncdn_limit_rejected_total{reason="bytes",tier="edge"} 0
+onioncdn_limit_rejected_total{reason="concurrency",tier="edge"} 0
+onioncdn_limit_rejected_total{reason="header_bytes",tier="edge"} 0
+onioncdn_limit_rejected_total{reason="header_fields",tier="edge"} 0
+onioncdn_limit_rejected_total{reason="overload",tier="edge"} 0
+onioncdn_limit_rejected_total{reason="rate",tier="edge"} 0
+onioncdn_limit_rejected_total{reason="uri",tier="edge"} 1
+`
+	if resp.StatusCode != http.StatusRequestURITooLong {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "onioncdn_limit_rejected_total"); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/onioncdn/onioncdn/cache"
 	"github.com/onioncdn/onioncdn/cache/heldwrite"
 	"github.com/onioncdn/onioncdn/hls"
+	"github.com/onioncdn/onioncdn/limit"
 	"github.com/onioncdn/onioncdn/onion"
 	"github.com/onioncdn/onioncdn/route"
 )
@@ -50,6 +51,10 @@ const (
 //  6. the store closes;
 //  7. tor stops (last: the drain above went through it).
 //
+// In front of everything, a Limiter (package limit) protects the tier from
+// its clients by default: bounded requests, per-circuit rate, concurrency
+// and bandwidth, and shedding of upstream work under overload.
+//
 // Only Cache or Handler is required; every other field's zero value is a
 // sensible default or leaves that part out. Exported fields may not be
 // changed after the first method call. A Tier is safe for concurrent use.
@@ -76,6 +81,19 @@ type Tier struct {
 	// Cache's hit ratio (cache.Stats.HitRatio), and runs it; Shutdown
 	// stops it first, after its last report says the tier is going away.
 	Agent *route.Agent
+
+	// Limiter protects the tier from its clients (package limit): request
+	// size bounds, per-client (per-circuit, with circuit-id export) rate,
+	// concurrency and bandwidth, and overload shedding. Start puts it in
+	// front of everything else, installs its AdmitMiss as the Cache's
+	// (unless one is set) and before prefetches, and lets it configure the
+	// http.Server. If nil, a Limiter with limit's defaults is used, unless
+	// NoLimiter is set.
+	Limiter *limit.Limiter
+
+	// NoLimiter serves without a Limiter (for a tier behind a front that
+	// limits its clients already).
+	NoLimiter bool
 
 	// Transport, if set, is closed after the cache has drained: typically
 	// the *upstream.Transport under the Cache.
@@ -152,12 +170,30 @@ func (t *Tier) start() error {
 		}
 		h = t.Cache
 	}
+	lim := t.Limiter
+	if lim == nil && !t.NoLimiter {
+		lim = &limit.Limiter{Logger: t.log.With("part", "limit")}
+		t.Limiter = lim
+	}
+	if lim != nil && t.Cache != nil && t.Cache.AdmitMiss == nil {
+		t.Cache.AdmitMiss = lim.AdmitMiss
+	}
 	if pf := t.Prefetcher; pf != nil {
 		if t.Cache == nil {
 			return fmt.Errorf("tier %s: a Prefetcher needs the Cache", t.name())
 		}
 		if err := pf.Attach(t.Cache); err != nil {
 			return fmt.Errorf("tier %s: %w", t.name(), err)
+		}
+		if lim != nil {
+			// An overloaded tier does no speculative upstream work.
+			fetch := pf.Fetch
+			pf.Fetch = func(ctx context.Context, r *http.Request) error {
+				if !lim.AdmitMiss(r) {
+					return errShed
+				}
+				return fetch(ctx, r)
+			}
 		}
 		h = pf.Wrap(h)
 	}
@@ -179,6 +215,9 @@ func (t *Tier) start() error {
 		}
 		h = a.Middleware(h)
 	}
+	if lim != nil {
+		h = lim.Handler(h) // outermost: refused requests cost no prefetch nor load
+	}
 	t.handler = h
 	srv := &http.Server{
 		Handler:           h,
@@ -187,6 +226,9 @@ func (t *Tier) start() error {
 		MaxHeaderBytes:    or(t.MaxHeaderBytes, DefaultMaxHeaderBytes),
 		ConnContext:       ConnContext,
 		ErrorLog:          slog.NewLogLogger(t.log.Handler(), slog.LevelDebug),
+	}
+	if lim != nil {
+		lim.ConfigureServer(srv) // fills only the fields left zero above
 	}
 	if !t.NoHeldWrites {
 		srv.Handler = heldwrite.Wrap(h)
@@ -204,6 +246,9 @@ func (t *Tier) start() error {
 	}
 	return nil
 }
+
+// errShed is a prefetch's error while the tier sheds upstream work.
+var errShed = errors.New("tier: prefetch shed: the tier is overloaded")
 
 func or[T int | time.Duration](v, def T) T {
 	if v > 0 {

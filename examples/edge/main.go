@@ -32,6 +32,7 @@ import (
 	"github.com/onioncdn/onioncdn/cache"
 	"github.com/onioncdn/onioncdn/cache/diskstore"
 	"github.com/onioncdn/onioncdn/hls"
+	"github.com/onioncdn/onioncdn/limit"
 	"github.com/onioncdn/onioncdn/metrics"
 	"github.com/onioncdn/onioncdn/onion"
 	"github.com/onioncdn/onioncdn/route"
@@ -88,8 +89,9 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	if *ups == "" || (*listen == "") == (*keyFile == "") || fs.NArg() > 0 {
 		return errors.New("want -upstream, and either -key (onion service) or -listen (TCP); see -h")
 	}
-	t := &tier.Tier{Name: *name, Logger: log}
+	t := &tier.Tier{Name: *name, Logger: log, Limiter: &limit.Limiter{}} // limit's defaults: 20 req/s per circuit…
 	reg := prometheus.NewRegistry()
+	reg.MustRegister(metrics.Limit(*name, t.Limiter))
 	tr := &upstream.Transport{Upstreams: strings.Split(*ups, ","), Logger: log.With("part", "upstream")}
 	t.Transport = tr
 	reg.MustRegister(metrics.Upstream(*name, tr))
@@ -114,7 +116,10 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		if err != nil {
 			return err
 		}
-		lc := onion.ListenConfig{Key: key, ExportCircuitID: true}
+		// Circuit ids let the limiter treat each circuit as a client; tor's
+		// own levers (proof of work, intro-point DoS defence, streams per
+		// circuit) stop what a circuit limit cannot.
+		lc := onion.ListenConfig{Key: key, ExportCircuitID: true, PoW: true, IntroDoSDefense: true, MaxStreams: 32}
 		if *watchdog > 0 {
 			lc.Watchdog = &onion.Watchdog{Interval: *watchdog}
 		}
