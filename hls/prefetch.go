@@ -47,14 +47,14 @@ const maxIndexedSegments = 100_000
 // that does not fit the queue is dropped. Only complete segments are
 // prefetched (not LL-HLS parts), and only from the playlist's own host.
 //
-// Wiring, with c a *cache.Cache and pol an *hls.Policy:
+// Wiring, with c the tier's *cache.Cache (whose Policy is an *hls.Policy):
 //
-//	pf := &hls.Prefetcher{Fetch: c.Prefetch}
-//	pol.OnMediaPlaylist = pf.ObservePlaylist // learn playlists
-//	c.Policy = pol
-//	c.OnRecord = append(c.OnRecord, pf.OnRecord)                // count prefetch hits
+//	pf := &hls.Prefetcher{}
+//	if err := pf.Attach(c); err != nil { … } // learn playlists, fetch through c, count hits
 //	handler := pf.Wrap(c)                    // trigger on client requests
 //	defer pf.Close()
+//
+// (package tier does both when given a Prefetcher.)
 //
 // The zero value with Fetch set is ready to use; fields may not change
 // after the first method call. A Prefetcher is safe for concurrent use.
