@@ -173,7 +173,13 @@ func TestWarmPool(t *testing.T) {
 	// a request right after still succeeds.
 	all := tr.Stats()
 	before := all.Upstreams[0].Dials
+	idleBefore := all.Upstreams[0].Idle
 	srv.CloseClientConnections()
+	// Wait until the idle watchers have seen every close: a request that
+	// takes a connection whose close is still in flight fails (issue 16:
+	// a request that fails after reaching the upstream is not resent, and
+	// a close racing the request looks the same).
+	waitStats(t, tr, "closes noticed", func(s Stats) bool { return s.Upstreams[0].PeerClosed >= uint64(idleBefore) })
 	if _, body := mustGet(t, tr, "http://ignored.example/c"); body != "ok" {
 		t.Fatalf("body %q", body)
 	}
