@@ -81,6 +81,23 @@ func (r *Ring) ServicePeriods() (first, second uint64) {
 	return tp, tp + 1
 }
 
+// PeriodsSince returns the time from which ServicePeriods has returned
+// what it returns now: the start of the current time period if the
+// consensus falls between a period's start and the next shared random
+// value, else the start of the current shared-random protocol run. A
+// service uploads both descriptors again at that time.
+func (r *Ring) PeriodsSince() time.Time {
+	if r.betweenTPAndSRV() {
+		return r.Schedule.Start(r.TimePeriod())
+	}
+	vi := int64(r.VotingInterval / time.Second)
+	if vi <= 0 {
+		vi = 3600
+	}
+	va := r.ValidAfter.Unix()
+	return time.Unix(va-((va/vi)%srRounds)*vi, 0).UTC()
+}
+
 func (r *Ring) srv(current bool, tp uint64) []byte {
 	v := r.SRVPrevious
 	if current {
@@ -127,18 +144,27 @@ func ServiceIndex(blinded ed25519.PublicKey, replica int, period uint64, p Perio
 // ServicePeriods). Duplicates across replicas are skipped, as tor does, so
 // a small network yields fewer than Replicas × SpreadStore.
 func (r *Ring) Store(blinded ed25519.PublicKey, tp uint64, second bool) []HSDir {
-	first, sec := r.ServicePeriods()
-	var srv []byte
-	if second {
-		srv = r.srv(true, sec)
-	} else {
-		srv = r.srv(false, first)
-	}
-	nodeTP := first
-	if second {
-		nodeTP = sec
-	}
+	srv, nodeTP := r.slot(second)
 	return r.responsible(blinded, tp, srv, nodeTP, or(r.SpreadStore, DefaultSpreadStore))
+}
+
+// FetchedFrom returns the HSDirs among Store(blinded, tp, second) that
+// clients pick from while tp is their current time period and this
+// consensus holds: the first SpreadFetch of each replica. It equals Fetch
+// for the descriptor of the current time period.
+func (r *Ring) FetchedFrom(blinded ed25519.PublicKey, tp uint64, second bool) []HSDir {
+	srv, nodeTP := r.slot(second)
+	return r.responsible(blinded, tp, srv, nodeTP, or(r.SpreadFetch, DefaultSpreadFetch))
+}
+
+// slot returns the shared random value and time period of the HSDir
+// index of the first or second descriptor (tor's node_set_hsdir_index).
+func (r *Ring) slot(second bool) ([]byte, uint64) {
+	first, sec := r.ServicePeriods()
+	if second {
+		return r.srv(true, sec), sec
+	}
+	return r.srv(false, first), first
 }
 
 // Fetch returns the HSDirs a client picks from (at random) to fetch the

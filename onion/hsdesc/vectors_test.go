@@ -295,3 +295,58 @@ func TestTorBadSignatureVector(t *testing.T) {
 		t.Fatalf("Parse(now) = %v, want ErrExpired", err)
 	}
 }
+
+// The descriptor of the current time period is fetched from the HSDirs it
+// is stored at, whichever half of the day the consensus falls in.
+func TestRingFetchWithinStore(t *testing.T) {
+	for _, va := range []int64{10101010101, 10101010101 + 12*3600, 1700000000, 1700000000 + 6*3600} {
+		r := &Ring{ValidAfter: time.Unix(va, 0), VotingInterval: time.Hour, SRVCurrent: bytes.Repeat([]byte{1}, 32)}
+		for i := 1; i < 40; i++ {
+			r.HSDirs = append(r.HSDirs, HSDir{Fingerprint: strings.Repeat(hex.EncodeToString([]byte{byte(i)}), 20), Identity: bytes.Repeat([]byte{byte(i)}, 32)})
+		}
+		first, second := r.ServicePeriods()
+		if second != first+1 || (first != r.TimePeriod() && second != r.TimePeriod()) {
+			t.Fatalf("valid-after %d: periods %d, %d around %d", va, first, second, r.TimePeriod())
+		}
+		id := testKey(t).Public()
+		tp := r.TimePeriod()
+		isSecond := second == tp
+		blinded, _ := BlindPublicKey(id, tp, r.Schedule)
+		fetch, fetched, store := r.Fetch(blinded), r.FetchedFrom(blinded, tp, isSecond), r.Store(blinded, tp, isSecond)
+		if len(fetch) != 6 || len(store) != 8 {
+			t.Fatalf("valid-after %d: %d fetch, %d store HSDirs", va, len(fetch), len(store))
+		}
+		for i := range fetch {
+			if fetch[i].Fingerprint != fetched[i].Fingerprint {
+				t.Fatalf("valid-after %d: Fetch and FetchedFrom differ", va)
+			}
+		}
+		inStore := map[string]bool{}
+		for _, d := range store {
+			inStore[d.Fingerprint] = true
+		}
+		for _, d := range fetch {
+			if !inStore[d.Fingerprint] {
+				t.Fatalf("valid-after %d: client fetches from %s, where the service does not store", va, d.Fingerprint)
+			}
+		}
+	}
+}
+
+// On the real network the descriptors a service keeps change at 00:00 UTC
+// (new shared random value: the next period's descriptor) and at 12:00
+// UTC (new time period).
+func TestPeriodsSince(t *testing.T) {
+	for _, c := range []struct{ va, since string }{
+		{"2016-04-13 11:00:00", "2016-04-13 00:00:00"},
+		{"2016-04-13 12:00:00", "2016-04-13 12:00:00"},
+		{"2016-04-13 23:00:00", "2016-04-13 12:00:00"},
+		{"2016-04-14 00:00:00", "2016-04-14 00:00:00"},
+	} {
+		va, _ := time.Parse(time.DateTime, c.va)
+		r := &Ring{ValidAfter: va, VotingInterval: time.Hour}
+		if got := r.PeriodsSince().Format(time.DateTime); got != c.since {
+			t.Errorf("valid-after %s: PeriodsSince %s, want %s", c.va, got, c.since)
+		}
+	}
+}
