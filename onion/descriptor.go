@@ -121,6 +121,25 @@ func serviceIDOf(addr string) (string, error) {
 	return strings.TrimSuffix(a, ".onion"), nil
 }
 
+// lockDesc serialises descriptor operations on one address and HSDir.
+func (s *Server) lockDesc(ctx context.Context, key string) (unlock func(), err error) {
+	s.mu.Lock()
+	lock, ok := s.postLocks[key]
+	if !ok {
+		lock = make(chan struct{}, 1)
+		s.postLocks[key] = lock
+	}
+	s.mu.Unlock()
+	select {
+	case lock <- struct{}{}:
+		return func() { <-lock }, nil
+	case <-ctx.Done():
+		return nil, context.Cause(ctx)
+	case <-s.closed:
+		return nil, net.ErrClosed
+	}
+}
+
 // FetchDescriptor makes tor fetch the current descriptor of the onion
 // service at addr (HSFETCH) and returns it as text, with the fingerprint
 // of the HSDir that served it. If hsdir (a relay fingerprint, 40 hex
@@ -130,8 +149,9 @@ func serviceIDOf(addr string) (string, error) {
 // it in its client cache, so connections through this tor use it.
 //
 // ctx bounds the wait for the descriptor. Two concurrent calls for the
-// same address and HSDir may both return the first descriptor that
-// arrives.
+// same address without an HSDir may both return the first descriptor that
+// arrives; calls for one address and HSDir, and PostDescriptor to it, run
+// one at a time.
 func (s *Server) FetchDescriptor(ctx context.Context, addr, hsdir string) (desc, from string, err error) {
 	if err := s.Start(ctx); err != nil {
 		return "", "", err
@@ -147,6 +167,15 @@ func (s *Server) FetchDescriptor(ctx context.Context, addr, hsdir string) (desc,
 			return "", "", fmt.Errorf("onion: HSFETCH: bad HSDir fingerprint %q", hsdir)
 		}
 		cmd += " SERVER=" + hsdir
+	}
+	if hsdir != "" {
+		// One operation per address and HSDir at a time: tor's FAILED
+		// events look the same for fetches and uploads.
+		unlock, err := s.lockDesc(ctx, id+"/"+hsdir)
+		if err != nil {
+			return "", "", fmt.Errorf("onion: HSFETCH: %w", err)
+		}
+		defer unlock()
 	}
 	w := s.addDescWaiter(id, hsdir)
 	defer s.removeDescWaiter(w)
@@ -208,22 +237,11 @@ func (s *Server) PostDescriptor(ctx context.Context, addr, desc, hsdir string) e
 	if strings.Contains(desc, "\r") {
 		return errors.New("onion: HSPOST: descriptor contains a carriage return")
 	}
-	key := id + "/" + hsdir
-	s.mu.Lock()
-	lock, ok := s.postLocks[key]
-	if !ok {
-		lock = make(chan struct{}, 1)
-		s.postLocks[key] = lock
+	unlock, err := s.lockDesc(ctx, id+"/"+hsdir)
+	if err != nil {
+		return fmt.Errorf("onion: HSPOST: %w", err)
 	}
-	s.mu.Unlock()
-	select {
-	case lock <- struct{}{}:
-		defer func() { <-lock }()
-	case <-ctx.Done():
-		return fmt.Errorf("onion: HSPOST: %w", context.Cause(ctx))
-	case <-s.closed:
-		return fmt.Errorf("onion: %w", net.ErrClosed)
-	}
+	defer unlock()
 	// Dot-encode the body with CRLF line ends, as the control protocol
 	// wants for a multi-line command.
 	var b strings.Builder
@@ -251,10 +269,14 @@ func (s *Server) PostDescriptor(ctx context.Context, addr, desc, hsdir string) e
 			case "UPLOADED":
 				return nil
 			case "FAILED":
-				if ev.reason == "UPLOAD_REJECTED" {
+				switch ev.reason {
+				case "UPLOAD_REJECTED":
 					return fmt.Errorf("%w by the HSDir: HSPOST to %s: %s", ErrDescriptorRejected, hsdir, ev.reason)
+				case "UNEXPECTED":
+					return fmt.Errorf("onion: HSPOST to %s: upload failed (%s)", hsdir, ev.reason)
 				}
-				return fmt.Errorf("onion: HSPOST to %s: upload failed (%s)", hsdir, ev.reason)
+				// Other reasons (NOT_FOUND, BAD_DESC, …) come from a fetch
+				// of the same address, e.g. HSFETCH without SERVER.
 			}
 		case <-ctx.Done():
 			return fmt.Errorf("onion: HSPOST to %s: %w", hsdir, context.Cause(ctx))

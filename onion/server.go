@@ -112,7 +112,7 @@ type Server struct {
 	mu          sync.Mutex
 	waiters     map[*eventWaiter]struct{}
 	descWaiters map[*descWaiter]struct{} // FetchDescriptor and PostDescriptor
-	postLocks   map[string]chan struct{} // one HSPOST per address and HSDir
+	postLocks   map[string]chan struct{} // one descriptor operation per address and HSDir
 	listeners   map[*Listener]struct{}   // published, not closed
 	ids         map[string]bool          // service ids published or being published
 	configured  []*Listener              // services published through SETCONF, in order

@@ -479,6 +479,11 @@ type slotDir struct {
 	hsdir string
 }
 
+type attempt struct {
+	key string
+	at  time.Time
+}
+
 type state struct {
 	p        *Publisher
 	backends map[string]*backend
@@ -493,13 +498,13 @@ type state struct {
 	slotsKey       string
 	slotsChangedAt time.Time
 
-	uploaded   map[slotDir]string // content key we last uploaded
-	published  map[string]bool    // backends in what we last uploaded
+	uploaded   map[slotDir]string  // content key we last uploaded
+	failed     map[slotDir]attempt // last failed upload, for the retry delay
+	published  map[string]bool     // backends in what we last uploaded
 	lastRev    uint64
 	uploading  bool
 	lastRound  time.Time
-	lastFull   time.Time // last round that reached every HSDir
-	retryAt    time.Time
+	lastFull   time.Time // last round that uploaded to every HSDir
 	active     bool
 	lastUpload time.Time
 	reached    int
@@ -529,7 +534,7 @@ func (st *state) viewComplete() bool {
 func (p *Publisher) newState() *state {
 	return &state{
 		p: p, backends: map[string]*backend{}, mdIDs: map[string]ed25519.PublicKey{},
-		uploaded: map[slotDir]string{}, published: map[string]bool{},
+		uploaded: map[slotDir]string{}, failed: map[slotDir]attempt{}, published: map[string]bool{},
 		active: p.TakeoverDelay == 0,
 	}
 }

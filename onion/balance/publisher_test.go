@@ -23,8 +23,10 @@ func sha512Expand(seed []byte) []byte {
 	return h[:]
 }
 
-func testLogger(t testing.TB) *slog.Logger {
-	return slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelInfo}))
+func testLogger(t testing.TB) *slog.Logger { return testLoggerLevel(t, slog.LevelInfo) }
+
+func testLoggerLevel(t testing.TB, l slog.Level) *slog.Logger {
+	return slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: l}))
 }
 
 // fastPublisher returns a Publisher on f with short intervals.

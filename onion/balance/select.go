@@ -11,7 +11,19 @@ import (
 // candidate is a backend that may appear in the group's descriptors.
 type candidate struct {
 	addr   string
-	intros []hsdesc.IntroPoint // sorted by auth key
+	intros []hsdesc.IntroPoint // sorted by auth key; each on a known relay
+	relays []string            // relay fingerprint of each introduction point
+}
+
+func newCandidate(addr string, ips []hsdesc.IntroPoint) candidate {
+	c := candidate{addr: addr}
+	for _, ip := range ips {
+		if r := ip.Relay(); r != "" {
+			c.intros = append(c.intros, ip)
+			c.relays = append(c.relays, r)
+		}
+	}
+	return c
 }
 
 // assign spreads the candidates' introduction points over v descriptor
@@ -19,13 +31,20 @@ type candidate struct {
 // that clients fetch from), deterministically: the same input gives the
 // same output on every publisher.
 //
-// With n candidates, each variant lists min(n, c) backends. If n ≤ c, every
-// variant lists every backend, and the remaining room goes to further
-// introduction points of each backend in turn, each variant starting at a
-// different one so that different clients use different introduction
-// points. If n > c, variant d lists the c backends starting at ⌊d·n/v⌋
-// (cyclically), so that the v variants together list every backend as
-// long as n ≤ v·c: that many backends are reachable through one address.
+// A variant never lists two introduction points on the same relay: tor's
+// client maps the circuit it built to an introduction point by the relay's
+// identity and takes the first match in the descriptor
+// (find_desc_intro_point_by_legacy_id), so a second one on that relay
+// would never be used, and a dead first one would hide a live second one.
+//
+// With n candidates, each variant draws from min(n, c) backends: all of
+// them if n ≤ c, else the c starting at ⌊d·n/v⌋ (cyclically), so that the v
+// variants together list every backend as long as n ≤ v·c. Within a
+// variant, first as many backends as possible get one introduction point
+// each (a maximum matching of backends to distinct relays), then the
+// remaining room goes to further introduction points of each backend in
+// turn. Each variant starts from a different backend and introduction
+// point, so that different clients use different ones.
 func assign(cands []candidate, v, c int) [][]hsdesc.IntroPoint {
 	if v < 1 {
 		v = 1
@@ -38,34 +57,98 @@ func assign(cands []candidate, v, c int) [][]hsdesc.IntroPoint {
 	for d := range v {
 		var chosen []candidate
 		if n <= c {
-			chosen = cands
+			for i := range n {
+				chosen = append(chosen, cands[(i+d)%n])
+			}
 		} else {
 			start := d * n / v
 			for i := range c {
 				chosen = append(chosen, cands[(start+i)%n])
 			}
 		}
-		var ips []hsdesc.IntroPoint
-		for round := 0; len(ips) < c; round++ {
-			added := false
-			for _, b := range chosen {
-				k := len(b.intros)
-				if round >= k {
+		out[d] = fill(chosen, c, d)
+	}
+	return out
+}
+
+// fill picks at most c introduction points from chosen, no two on one
+// relay.
+func fill(chosen []candidate, c, offset int) []hsdesc.IntroPoint {
+	// order[b] lists backend b's introduction points from the offset on.
+	order := make([][]int, len(chosen))
+	for b, cand := range chosen {
+		k := len(cand.intros)
+		for i := range k {
+			order[b] = append(order[b], (i+offset)%k)
+		}
+	}
+	// Round one: a maximum matching of backends to relays (Kuhn's
+	// augmenting paths), so that as many backends as possible get one.
+	owner := map[string][2]int{} // relay → (backend, intro)
+	matched := make([]int, len(chosen))
+	for b := range matched {
+		matched[b] = -1
+	}
+	var try func(b int, seen map[string]bool) bool
+	try = func(b int, seen map[string]bool) bool {
+		for _, i := range order[b] {
+			r := chosen[b].relays[i]
+			if seen[r] {
+				continue
+			}
+			seen[r] = true
+			o, taken := owner[r]
+			if !taken || try(o[0], seen) {
+				owner[r] = [2]int{b, i}
+				matched[b] = i
+				return true
+			}
+		}
+		return false
+	}
+	count := 0
+	for b := range chosen {
+		if count == c {
+			break
+		}
+		if try(b, map[string]bool{}) {
+			count++
+		}
+	}
+	used := map[string]bool{}
+	taken := make([]map[int]bool, len(chosen))
+	var ips []hsdesc.IntroPoint
+	for b, i := range matched {
+		taken[b] = map[int]bool{}
+		if i >= 0 {
+			ips = append(ips, chosen[b].intros[i])
+			used[chosen[b].relays[i]] = true
+			taken[b][i] = true
+		}
+	}
+	// Further rounds: each backend's next introduction point on a relay not
+	// used yet, in turn.
+	for len(ips) < c {
+		progress := false
+		for b := range chosen {
+			if len(ips) == c {
+				break
+			}
+			for _, i := range order[b] {
+				r := chosen[b].relays[i]
+				if taken[b][i] || used[r] {
 					continue
 				}
-				ips = append(ips, b.intros[(round+d)%k])
-				added = true
-				if len(ips) == c {
-					break
-				}
-			}
-			if !added {
+				ips = append(ips, chosen[b].intros[i])
+				used[r], taken[b][i], progress = true, true, true
 				break
 			}
 		}
-		out[d] = ips
+		if !progress {
+			break
+		}
 	}
-	return out
+	return ips
 }
 
 // contentKey identifies a variant by its introduction points' auth keys,

@@ -57,7 +57,9 @@ func (p *Publisher) plan(st *state) *plan {
 	flows := map[string]int{}
 	for _, b := range st.backends {
 		if b.up && len(b.intros) > 0 {
-			pl.cands = append(pl.cands, candidate{addr: b.addr, intros: b.intros})
+			if c := newCandidate(b.addr, b.intros); len(c.intros) > 0 {
+				pl.cands = append(pl.cands, c)
+			}
 			flows[b.flowControl]++
 		}
 	}
@@ -189,12 +191,19 @@ func (p *Publisher) maybeUpload(st *state, pl *plan, now time.Time) {
 		sp := &pl.slots[i]
 		for _, d := range sp.dirs {
 			v := sp.variantOf[d.Fingerprint]
-			if full || st.uploaded[slotDir{sp.tp, d.Fingerprint}] != sp.keys[v] {
-				todo = append(todo, want{sp, v, d})
+			k := slotDir{sp.tp, d.Fingerprint}
+			if !full && st.uploaded[k] == sp.keys[v] {
+				continue
 			}
+			// The same content failed at this HSDir a moment ago: wait a
+			// little before trying again. New content goes at once.
+			if f, ok := st.failed[k]; ok && f.key == sp.keys[v] && now.Sub(f.at) < uploadRetry {
+				continue
+			}
+			todo = append(todo, want{sp, v, d})
 		}
 	}
-	if len(todo) == 0 || now.Sub(st.lastRound) < p.setting(p.MinUploadInterval, DefaultMinUploadInterval) || now.Before(st.retryAt) {
+	if len(todo) == 0 || now.Sub(st.lastRound) < p.setting(p.MinUploadInterval, DefaultMinUploadInterval) {
 		return
 	}
 	rev := uint64(now.UnixMilli())
@@ -246,8 +255,10 @@ func (p *Publisher) maybeUpload(st *state, pl *plan, now time.Time) {
 			st.uploading = false
 			ok, okCur, failed := 0, 0, 0
 			for i, j := range jobs {
+				k := slotDir{j.tp, j.hsdir}
 				if errs[i] == nil {
-					st.uploaded[slotDir{j.tp, j.hsdir}] = j.key
+					st.uploaded[k] = j.key
+					delete(st.failed, k)
 					ok++
 					if j.cur {
 						okCur++
@@ -255,12 +266,11 @@ func (p *Publisher) maybeUpload(st *state, pl *plan, now time.Time) {
 					continue
 				}
 				failed++
-				delete(st.uploaded, slotDir{j.tp, j.hsdir})
+				delete(st.uploaded, k)
+				st.failed[k] = attempt{j.key, end}
 			}
-			if failed > 0 || buildErr != nil {
-				st.retryAt = end.Add(uploadRetry)
-			} else if full {
-				st.lastFull = now
+			if full {
+				st.lastFull = now // failed HSDirs are retried one by one
 			}
 			if ok > 0 {
 				st.lastUpload = end
