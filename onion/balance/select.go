@@ -37,14 +37,16 @@ func newCandidate(addr string, ips []hsdesc.IntroPoint) candidate {
 // (find_desc_intro_point_by_legacy_id), so a second one on that relay
 // would never be used, and a dead first one would hide a live second one.
 //
-// With n candidates, each variant draws from min(n, c) backends: all of
-// them if n ≤ c, else the c starting at ⌊d·n/v⌋ (cyclically), so that the v
-// variants together list every backend as long as n ≤ v·c. Within a
-// variant, first as many backends as possible get one introduction point
-// each (a maximum matching of backends to distinct relays), then the
-// remaining room goes to further introduction points of each backend in
-// turn. Each variant starts from a different backend and introduction
-// point, so that different clients use different ones.
+// Variant d considers the candidates starting at ⌊d·n/v⌋ (cyclically),
+// those not listed by an earlier variant first. Within a variant, first as
+// many backends as possible get one introduction point each (a maximum
+// matching of backends to distinct relays, at most c), then the remaining
+// room goes to further introduction points of each backend in turn. So
+// with n ≤ c backends on enough relays every variant lists every backend,
+// and with more the v variants together list min(n, v·c) of them: that
+// many backends are reachable through one address. Each variant starts
+// from a different backend and introduction point, so that different
+// clients use different ones.
 func assign(cands []candidate, v, c int) [][]hsdesc.IntroPoint {
 	if v < 1 {
 		v = 1
@@ -54,19 +56,36 @@ func assign(cands []candidate, v, c int) [][]hsdesc.IntroPoint {
 	if n == 0 || c < 1 {
 		return out
 	}
+	listed := make([]bool, n)
 	for d := range v {
-		var chosen []candidate
-		if n <= c {
-			for i := range n {
-				chosen = append(chosen, cands[(i+d)%n])
-			}
-		} else {
-			start := d * n / v
-			for i := range c {
-				chosen = append(chosen, cands[(start+i)%n])
+		start := d * n / v
+		var first, rest []int
+		for i := range n {
+			j := (start + i) % n
+			if listed[j] {
+				rest = append(rest, j)
+			} else {
+				first = append(first, j)
 			}
 		}
-		out[d] = fill(chosen, c, d)
+		order := append(first, rest...)
+		chosen := make([]candidate, len(order))
+		for i, j := range order {
+			chosen[i] = cands[j]
+		}
+		ips := fill(chosen, c, d)
+		in := map[string]bool{}
+		for _, ip := range ips {
+			in[string(ip.AuthKey)] = true
+		}
+		for i, j := range order {
+			for _, ip := range chosen[i].intros {
+				if in[string(ip.AuthKey)] {
+					listed[j] = true
+				}
+			}
+		}
+		out[d] = ips
 	}
 	return out
 }

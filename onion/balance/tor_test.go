@@ -1,14 +1,17 @@
 package balance
 
 import (
+	"bufio"
 	"context"
 	"crypto/ed25519"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -63,10 +66,10 @@ type backendTor struct {
 	ln   *onion.Listener
 }
 
-func startBackend(t *testing.T, n *oniontest.Network, name, group string, intros int) *backendTor {
+func startBackend(t *testing.T, n *oniontest.Network, name, group string, pow bool) *backendTor {
 	t.Helper()
 	s := newTor(t, n)
-	ln, err := s.Listen(t.Context(), onion.ListenConfig{Frontend: group, NumIntroPoints: intros})
+	ln, err := s.Listen(t.Context(), onion.ListenConfig{Frontend: group, PoW: pow})
 	if err != nil {
 		t.Fatalf("%s: %v", name, err)
 	}
@@ -260,7 +263,7 @@ func TestGroupOverTor(t *testing.T) {
 	var pubSrv [2]*onion.Server
 	var wg sync.WaitGroup
 	for i, name := range []string{"edge-a", "edge-b", "edge-c"} {
-		wg.Go(func() { bs[i] = startBackend(t, n, name, group.Address(), 0) })
+		wg.Go(func() { bs[i] = startBackend(t, n, name, group.Address(), false) })
 	}
 	for i := range pubSrv {
 		wg.Go(func() { pubSrv[i] = newTor(t, n) })
@@ -430,4 +433,331 @@ func poll(t *testing.T, d time.Duration, what string, cond func() bool) time.Dur
 		time.Sleep(time.Second)
 	}
 	return time.Since(start)
+}
+
+// rawControl sends commands on a new control connection to s's tor and
+// returns tor's reply lines for each.
+func rawControl(t *testing.T, s *onion.Server, cmds ...string) [][]string {
+	t.Helper()
+	info, err := s.GetInfo(t.Context(), "net/listeners/control")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cookie, err := os.ReadFile(filepath.Join(s.DataDir, "tor", "control_auth_cookie"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := net.Dial("tcp", strings.Trim(info["net/listeners/control"], `"`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(30 * time.Second))
+	r := bufio.NewReader(c)
+	var out [][]string
+	for _, cmd := range append([]string{fmt.Sprintf("AUTHENTICATE %x", cookie)}, cmds...) {
+		fmt.Fprintf(c, "%s\r\n", cmd)
+		var lines []string
+		for {
+			l, err := r.ReadString('\n')
+			if err != nil {
+				t.Fatalf("%s: %v", cmd, err)
+			}
+			l = strings.TrimRight(l, "\r\n")
+			lines = append(lines, l)
+			if len(l) >= 4 && l[3] == ' ' {
+				break
+			}
+		}
+		out = append(out, lines)
+	}
+	return out[1:]
+}
+
+// fakeBackendsOn returns n backend keys whose descriptors (built on each
+// fetch) list one introduction point on relay relays[i%len], or on a
+// relay of its own if relays is empty.
+type fakeBackends struct {
+	mu    sync.Mutex
+	keys  map[string]*hsdesc.SigningKey
+	intro map[string]hsdesc.IntroPoint
+	bad   map[string]func(k *hsdesc.SigningKey, now time.Time) string
+	owner map[string]string // auth key → address
+}
+
+func newFakeBackends() *fakeBackends {
+	return &fakeBackends{keys: map[string]*hsdesc.SigningKey{}, intro: map[string]hsdesc.IntroPoint{},
+		bad: map[string]func(*hsdesc.SigningKey, time.Time) string{}, owner: map[string]string{}}
+}
+
+func (f *fakeBackends) add(t *testing.T, relay []byte) string {
+	_, priv, _ := ed25519.GenerateKey(nil)
+	k, err := hsdesc.NewSigningKey(sha512Expand(priv.Seed()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ip := fakeIntro()
+	if relay != nil {
+		ip.LinkSpecifiers = append([]byte{1, 2, 20}, relay...)
+	}
+	a := hsdesc.Address(k.Public())
+	f.mu.Lock()
+	f.keys[a], f.intro[a], f.owner[string(ip.AuthKey)] = k, ip, a
+	f.mu.Unlock()
+	return a
+}
+
+var testSched = hsdesc.NetworkPeriod(10*time.Second, true, 0) // oniontest votes every 10 s
+
+func (f *fakeBackends) fetch(ctx context.Context, addr string) (string, error) {
+	f.mu.Lock()
+	k, ip, bad := f.keys[addr], f.intro[addr], f.bad[addr]
+	f.mu.Unlock()
+	now := time.Now()
+	if bad != nil {
+		return bad(k, now), nil
+	}
+	return hsdesc.Build(&hsdesc.Spec{Identity: k, Period: testSched.Num(now), Schedule: testSched, RevisionCounter: 1, Now: now,
+		Content: hsdesc.Content{FlowControl: "1-2 31", IntroPoints: []hsdesc.IntroPoint{ip}}})
+}
+
+// TestReachOverTor measures how many backends one group address reaches
+// on the private network, with descriptors tor accepts and decodes: fake
+// backends (keys and descriptors made here, introduction points that are
+// never used) behind a Publisher on a real tor. First with their
+// introduction points on the network's 5 real relays, which allows one
+// per relay in each descriptor; then on distinct relays as on the real
+// network. Five bad backend descriptors are skipped and counted on the
+// way, and tor refuses no upload.
+func TestReachOverTor(t *testing.T) {
+	n := testNet.Get(t)
+	srv := newTor(t, n)
+	ring := ringOf(t, srv)
+	group, _ := onion.GenerateKey()
+	fb := newFakeBackends()
+	var onRelays []string
+	for i := range 40 {
+		id, _ := hex.DecodeString(ring.HSDirs[i%len(ring.HSDirs)].Fingerprint)
+		onRelays = append(onRelays, fb.add(t, id))
+	}
+	other := fb.keys[fb.add(t, nil)]
+	bad := map[string]func(k *hsdesc.SigningKey, now time.Time) string{
+		"malformed": func(*hsdesc.SigningKey, time.Time) string { return "hs-descriptor 3\nnot a descriptor\n" },
+		"expired": func(k *hsdesc.SigningKey, now time.Time) string {
+			d, _ := hsdesc.Build(&hsdesc.Spec{Identity: k, Period: testSched.Num(now), Schedule: testSched, Now: now.Add(-60 * time.Hour),
+				Content: hsdesc.Content{IntroPoints: []hsdesc.IntroPoint{fakeIntro()}}})
+			return d
+		},
+		"wrong_period": func(k *hsdesc.SigningKey, now time.Time) string {
+			d, _ := hsdesc.Build(&hsdesc.Spec{Identity: k, Period: testSched.Num(now) + 7, Schedule: testSched, Now: now,
+				Content: hsdesc.Content{IntroPoints: []hsdesc.IntroPoint{fakeIntro()}}})
+			return d
+		},
+		"wrong_key": func(k *hsdesc.SigningKey, now time.Time) string {
+			d, _ := hsdesc.Build(&hsdesc.Spec{Identity: other, Period: testSched.Num(now), Schedule: testSched, Now: now,
+				Content: hsdesc.Content{IntroPoints: []hsdesc.IntroPoint{fakeIntro()}}})
+			return d
+		},
+		"bad_signature": func(k *hsdesc.SigningKey, now time.Time) string {
+			d, _ := hsdesc.Build(&hsdesc.Spec{Identity: k, Period: testSched.Num(now), Schedule: testSched, RevisionCounter: 5, Now: now,
+				Content: hsdesc.Content{IntroPoints: []hsdesc.IntroPoint{fakeIntro()}}})
+			return strings.Replace(d, "revision-counter 5", "revision-counter 6", 1)
+		},
+	}
+	var badAddrs []string
+	for _, mk := range bad {
+		a := fb.add(t, nil)
+		fb.bad[a] = mk
+		badAddrs = append(badAddrs, a)
+	}
+	p := &Publisher{Server: srv, Key: group, Backends: append(slices.Clone(onRelays), badAddrs...),
+		Fetch: fb.fetch, Probe: func(context.Context, string) error { return nil },
+		MinUploadInterval: time.Second, ObserveInterval: time.Hour, Logger: testLoggerLevel(t, slog.LevelWarn)}
+	t.Cleanup(func() { p.Close() })
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	if err := p.Up(ctx); err != nil {
+		t.Fatal(err)
+	}
+	union := func() (map[string]bool, int) {
+		view, _ := groupView(t, srv, group, fb.owner)
+		u := map[string]bool{}
+		for _, names := range view {
+			for _, a := range names {
+				u[a] = true
+			}
+		}
+		return u, len(view)
+	}
+	var reached map[string]bool
+	var dirs int
+	poll(t, 60*time.Second, "25 backends on 5 relays reached", func() bool {
+		reached, dirs = union()
+		return len(reached) == 5*len(ring.HSDirs) && p.Stats().Reached == len(reached)
+	})
+	t.Logf("MEASURE reach, introduction points on the network's %d relays: %d backends of %d over %d HSDirs (one introduction point per relay per descriptor)",
+		len(ring.HSDirs), len(reached), len(onRelays), dirs)
+
+	// Distinct relays, as on the real network: 20 per descriptor.
+	var distinct []string
+	for range 110 {
+		distinct = append(distinct, fb.add(t, nil))
+	}
+	if err := p.SetBackends(append(distinct, badAddrs...)...); err != nil {
+		t.Fatal(err)
+	}
+	poll(t, 90*time.Second, "100 backends on distinct relays reached", func() bool {
+		reached, dirs = union()
+		return len(reached) == 100
+	})
+	t.Logf("MEASURE reach, introduction points on distinct relays: %d backends of %d over %d HSDirs (20 per descriptor)", len(reached), len(distinct), dirs)
+	s := p.Stats()
+	t.Logf("stats: %+v", s)
+	r := s.Rejected
+	if r.Malformed == 0 || r.Expired == 0 || r.WrongPeriod == 0 || r.WrongKey == 0 || r.BadSignature == 0 {
+		t.Errorf("bad descriptors not all counted: %+v", r)
+	}
+	if s.UploadRejected != 0 || s.Uploads == 0 {
+		t.Errorf("uploads %d, rejected by tor %d", s.Uploads, s.UploadRejected)
+	}
+}
+
+// TestPoWOverTor shows why the proof-of-work defence cannot be carried
+// into the group's descriptor, with tor's own answer. A backend running
+// the defence publishes pow-params for its own address; the Publisher
+// leaves them out (Stats.PoWDropped) and the group works. Then a group
+// descriptor that does carry the backend's pow-params (and a suggested
+// effort, so clients solve the puzzle) is uploaded by hand: the client's
+// solution is bound to the group's blinded key, the instance checks it
+// against its own, logs "PoW INTRODUCE2 request failed to verify" and
+// drops the introduction, and the connection fails.
+func TestPoWOverTor(t *testing.T) {
+	n := testNet.Get(t)
+	group, _ := onion.GenerateKey()
+	var b *backendTor
+	var srv, cli *onion.Server
+	var wg sync.WaitGroup
+	wg.Go(func() { b = startBackend(t, n, "edge-pow", group.Address(), true) })
+	wg.Go(func() { srv = newTor(t, n) })
+	wg.Go(func() { cli = newTor(t, n) })
+	wg.Wait()
+	if t.Failed() {
+		t.FailNow()
+	}
+	// ADD_ONION cannot make an instance: tor's answer, for the record.
+	reply := rawControl(t, srv, "ADD_ONION NEW:ED25519-V3 Port=80,127.0.0.1:9 OnionBalanceInstance=1")[0]
+	t.Logf("MEASURE tor's answer to ADD_ONION … OnionBalanceInstance=1: %q", reply)
+	if !strings.HasPrefix(reply[len(reply)-1], "5") {
+		t.Errorf("ADD_ONION accepted an instance flag: %q", reply)
+	}
+
+	id, _ := hsdesc.ParseAddress(b.ln.Onion())
+	var own *hsdesc.Content
+	poll(t, time.Minute, "backend descriptor with pow-params", func() bool {
+		text, _, err := srv.FetchDescriptor(t.Context(), b.ln.Onion(), "")
+		if err != nil {
+			return false
+		}
+		d, err := hsdesc.Parse(text, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		own, err = d.Decrypt(id, time.Now(), hsdesc.Period{})
+		return err == nil && own.PoW != nil
+	})
+	t.Logf("backend's pow-params: effort %d, expires %v", own.PoW.SuggestedEffort, own.PoW.Expires)
+
+	p := &Publisher{Server: srv, Key: group, Backends: []string{b.ln.Onion()}, ProbeInterval: 2 * time.Second,
+		MinUploadInterval: time.Second, Logger: testLoggerLevel(t, slog.LevelWarn)}
+	t.Cleanup(func() { p.Close() })
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	if err := p.Up(ctx); err != nil {
+		t.Fatal(err)
+	}
+	poll(t, 30*time.Second, "group published", func() bool { return p.Stats().Reached == 1 })
+	if p.Stats().PoWDropped == 0 {
+		t.Error("PoWDropped not counted")
+	}
+	ring := ringOf(t, srv)
+	gid, _ := hsdesc.ParseAddress(group.Address())
+	tp := ring.TimePeriod()
+	blinded, _ := hsdesc.BlindPublicKey(gid, tp, ring.Schedule)
+	fetchDirs := ring.Fetch(blinded)
+	text, _, err := cli.FetchDescriptor(t.Context(), group.Address(), fetchDirs[0].Fingerprint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, _ := hsdesc.Parse(text, time.Now())
+	if c, err := d.Decrypt(gid, time.Now(), ring.Schedule, tp); err != nil || c.PoW != nil {
+		t.Fatalf("group descriptor: pow-params %v, %v", c, err)
+	}
+	if body, err := getVia(t.Context(), cli, group.Address(), 40*time.Second); body != "edge-pow" {
+		t.Fatalf("group without pow-params: %q, %v", body, err)
+	}
+
+	// Now carry the pow-params, as a merging publisher would have to.
+	p.Close()
+	logPath := filepath.Join(b.srv.DataDir, "rend.log")
+	rawControl(t, b.srv, `SETCONF Log="[rend]info file `+logPath+`"`)
+	sk, _ := hsdesc.NewSigningKey(group.MarshalFile()[32:])
+	pow := *own.PoW
+	pow.SuggestedEffort = 50
+	first, second := ring.ServicePeriods()
+	for i, slot := range []uint64{first, second} {
+		desc, err := hsdesc.Build(&hsdesc.Spec{Identity: sk, Period: slot, Schedule: ring.Schedule,
+			RevisionCounter: uint64(time.Now().UnixMilli()) + 60_000,
+			Content:         hsdesc.Content{FlowControl: own.FlowControl, PoW: &pow, IntroPoints: own.IntroPoints}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		bk, _ := hsdesc.BlindPublicKey(gid, slot, ring.Schedule)
+		for _, h := range ring.Store(bk, slot, i == 1) {
+			if err := srv.PostDescriptor(t.Context(), group.Address(), desc, h.Fingerprint); err != nil {
+				t.Fatalf("upload with pow-params: %v", err)
+			}
+		}
+	}
+	if _, _, err := cli.FetchDescriptor(t.Context(), group.Address(), fetchDirs[0].Fingerprint); err != nil {
+		t.Fatal(err)
+	}
+	body, err := getVia(t.Context(), cli, group.Address(), 30*time.Second)
+	t.Logf("MEASURE fetch through a group descriptor carrying pow-params: %q, %v", body, err)
+	if err == nil {
+		t.Errorf("the connection succeeded with carried pow-params")
+	}
+	logText, _ := os.ReadFile(logPath)
+	var lines []string
+	for l := range strings.Lines(string(logText)) {
+		if strings.Contains(l, "PoW") {
+			lines = append(lines, strings.TrimSpace(l))
+		}
+	}
+	t.Logf("MEASURE the instance's tor: %q", lines)
+	if !strings.Contains(string(logText), "PoW INTRODUCE2 request failed to verify") {
+		t.Errorf("the instance did not log the failed PoW verification")
+	}
+}
+
+// getVia fetches http://addr/ through s's tor on a fresh circuit.
+func getVia(ctx context.Context, s *onion.Server, addr string, timeout time.Duration) (string, error) {
+	d := s.Dialer()
+	d.Timeout = timeout
+	tag := onion.NewIsolationTag()
+	hc := &http.Client{Transport: &http.Transport{
+		DialContext: func(ctx context.Context, network, a string) (net.Conn, error) {
+			return d.DialIsolated(ctx, network, a, tag)
+		},
+		DisableKeepAlives: true,
+	}}
+	ctx, cancel := context.WithTimeout(ctx, timeout+5*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "GET", "http://"+addr+"/", nil)
+	resp, err := hc.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	return string(body), err
 }
