@@ -87,8 +87,8 @@ type Publisher struct {
 	// ProbeInterval is how often each backend is probed. If zero,
 	// DefaultProbeInterval (5 s). ProbeTimeout bounds one probe; if zero,
 	// DefaultProbeTimeout (15 s). ProbeFailures consecutive failed probes
-	// mark a backend down; if zero, DefaultProbeFailures (2). One success
-	// marks it up.
+	// mark a backend down; if zero, DefaultProbeFailures (2). After a failed
+	// probe the next one starts at once. One success marks it up.
 	ProbeInterval time.Duration
 	ProbeTimeout  time.Duration
 	ProbeFailures int
@@ -129,8 +129,8 @@ type Publisher struct {
 	// zero, 3 h (tor's value).
 	Lifetime time.Duration
 
-	// UploadTimeout bounds one upload to one HSDir. If zero,
-	// DefaultUploadTimeout (1 min).
+	// UploadTimeout bounds one upload to one HSDir, and one fetch of a
+	// descriptor. If zero, DefaultUploadTimeout (1 min).
 	UploadTimeout time.Duration
 
 	// Logger receives the Publisher's logs. If nil, logs are discarded.
@@ -291,6 +291,9 @@ func (p *Publisher) start() error {
 	if err != nil {
 		return err
 	}
+	if slices.Contains(initial, p.address) {
+		return errors.New("balance: the group's own address is listed as a backend")
+	}
 	p.log = p.Logger
 	if p.log == nil {
 		p.log = slog.New(slog.DiscardHandler)
@@ -334,6 +337,9 @@ func (p *Publisher) SetBackends(addrs ...string) error {
 	set, err := normalize(addrs)
 	if err != nil {
 		return err
+	}
+	if slices.Contains(set, p.address) {
+		return errors.New("balance: the group's own address is listed as a backend")
 	}
 	f := func(st *state) {
 		for a := range st.backends {
@@ -928,6 +934,8 @@ func (p *Publisher) spawnProbe(addr string) {
 				b.up, b.since = false, p.now()
 				b.refetch = true
 				p.log.Warn("backend down", "backend", addr, "failures", b.failures, "error", err)
+			} else if b.up {
+				b.lastProbe = time.Time{} // confirm at once rather than after an interval
 			}
 			p.publishView(st)
 		}

@@ -300,6 +300,7 @@ func TestPublisherConfigErrors(t *testing.T) {
 		"intros_21":   {Server: &onion.Server{}, Key: key, MaxIntroPoints: 21},
 		"negative":    {Server: &onion.Server{}, Key: key, ProbeInterval: -1},
 		"lifetime":    {Server: &onion.Server{}, Key: key, Lifetime: 13 * time.Hour},
+		"own_address": {Server: &onion.Server{}, Key: key, Backends: []string{key.Address()}},
 	} {
 		if err := p.Start(); err == nil || !strings.HasPrefix(err.Error(), "balance: ") {
 			t.Errorf("%s: Start = %v", name, err)

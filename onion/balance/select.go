@@ -40,8 +40,9 @@ func newCandidate(addr string, ips []hsdesc.IntroPoint) candidate {
 // Variant d considers the candidates starting at ⌊d·n/v⌋ (cyclically),
 // those not listed by an earlier variant first. Within a variant, first as
 // many backends as possible get one introduction point each (a maximum
-// matching of backends to distinct relays, at most c), then the remaining
-// room goes to further introduction points of each backend in turn. So
+// matching of backends to distinct relays, at most c), then every listed
+// backend gets one more in each further round that fits whole, so that
+// listed backends get equal shares of the variant's clients. So
 // with n ≤ c backends on enough relays every variant lists every backend,
 // and with more the v variants together list min(n, v·c) of them: that
 // many backends are reachable through one address. Each variant starts
@@ -145,26 +146,40 @@ func fill(chosen []candidate, c, offset int) []hsdesc.IntroPoint {
 			taken[b][i] = true
 		}
 	}
-	// Further rounds: each backend's next introduction point on a relay not
-	// used yet, in turn.
-	for len(ips) < c {
-		progress := false
-		for b := range chosen {
-			if len(ips) == c {
-				break
-			}
+	// Further rounds: one more introduction point for every listed backend,
+	// on relays not used yet, as long as the whole round fits. Partial
+	// rounds would give some backends more of the clients than others.
+	var listedB []int
+	for b, i := range matched {
+		if i >= 0 {
+			listedB = append(listedB, b)
+		}
+	}
+	for len(ips)+len(listedB) <= c && len(listedB) > 0 {
+		var round []int // intro index per listed backend
+		roundUsed := map[string]bool{}
+		for _, b := range listedB {
+			pick := -1
 			for _, i := range order[b] {
 				r := chosen[b].relays[i]
-				if taken[b][i] || used[r] {
-					continue
+				if !taken[b][i] && !used[r] && !roundUsed[r] {
+					pick = i
+					break
 				}
-				ips = append(ips, chosen[b].intros[i])
-				used[r], taken[b][i], progress = true, true, true
+			}
+			if pick < 0 {
 				break
 			}
+			round = append(round, pick)
+			roundUsed[chosen[b].relays[pick]] = true
 		}
-		if !progress {
+		if len(round) < len(listedB) {
 			break
+		}
+		for k, b := range listedB {
+			i := round[k]
+			ips = append(ips, chosen[b].intros[i])
+			used[chosen[b].relays[i]], taken[b][i] = true, true
 		}
 	}
 	return ips

@@ -51,8 +51,9 @@ func TestAssign(t *testing.T) {
 	}{
 		{"3_backends_distinct_relays", backendsOn(3, 1, 2, 3), 5, 20, 3, 3, 3},
 		// The private network: 5 relays host everyone's introduction points.
-		{"3_backends_5_shared_relays", backendsOn(3, 1, 2, 3, 4, 5), 5, 20, 5, 3, 3},
-		{"3_backends_3_relays_each", backendsOn(3, 1, 2, 3), 5, 20, 3, 3, 3},
+		{"3_backends_5_shared_relays", backendsOn(3, 1, 2, 3, 4, 5), 5, 20, 3, 3, 3},
+		{"2_backends_5_shared_relays", backendsOn(2, 1, 2, 3, 4, 5), 5, 20, 4, 2, 2},
+		{"4_backends_c10", backendsOn(4, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12), 5, 10, 8, 4, 4},
 		{"12_backends_c3", backendsOn(12, 7), 5, 3, 1, 1, 5}, // one shared relay: one intro per variant
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -78,6 +79,19 @@ func TestAssign(t *testing.T) {
 			}
 			if len(reached) != tc.reach {
 				t.Errorf("%d backends reached, want %d", len(reached), tc.reach)
+			}
+			// Every listed backend has the same number of introduction
+			// points in a variant.
+			for d, ips := range vs {
+				per := map[string]int{}
+				for _, ip := range ips {
+					per[own[string(ip.AuthKey)]]++
+				}
+				for b, k := range per {
+					if k != len(ips)/len(per) {
+						t.Errorf("variant %d: %s has %d of %d introduction points (%d backends)", d, b, k, len(ips), len(per))
+					}
+				}
 			}
 			// Deterministic.
 			again := assign(tc.cands, tc.v, tc.c)
