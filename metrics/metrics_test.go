@@ -14,6 +14,7 @@ import (
 	"github.com/onioncdn/onioncdn/cache"
 	"github.com/onioncdn/onioncdn/limit"
 	"github.com/onioncdn/onioncdn/metrics"
+	"github.com/onioncdn/onioncdn/onion/balance"
 	"github.com/onioncdn/onioncdn/route"
 	"github.com/onioncdn/onioncdn/upstream"
 	"github.com/onioncdn/onioncdn/upstream/integrity"
@@ -392,6 +393,35 @@ onioncdn_limit_rejected_total{reason="uri",tier="edge"} 1
 		t.Fatalf("status %d", resp.StatusCode)
 	}
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "onioncdn_limit_rejected_total"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+type balanceStats balance.Stats
+
+func (s balanceStats) Stats() balance.Stats { return balance.Stats(s) }
+
+func TestBalance(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(metrics.Balance("edge-a", balanceStats{BackendsKnown: 3, BackendsUp: 2, Active: true, UploadRejected: 1,
+		Rejected: balance.RejectedStats{WrongKey: 4}}))
+	want := `
+# HELP onioncdn_balance_backends_up Backends whose probes succeed.
+# TYPE onioncdn_balance_backends_up gauge
+onioncdn_balance_backends_up{tier="edge-a"} 2
+# HELP onioncdn_balance_rejected_descriptors_total Backend descriptors skipped, by cause.
+# TYPE onioncdn_balance_rejected_descriptors_total counter
+onioncdn_balance_rejected_descriptors_total{cause="bad_signature",tier="edge-a"} 0
+onioncdn_balance_rejected_descriptors_total{cause="expired",tier="edge-a"} 0
+onioncdn_balance_rejected_descriptors_total{cause="malformed",tier="edge-a"} 0
+onioncdn_balance_rejected_descriptors_total{cause="wrong_key",tier="edge-a"} 4
+onioncdn_balance_rejected_descriptors_total{cause="wrong_period",tier="edge-a"} 0
+# HELP onioncdn_balance_uploads_rejected_total Descriptors refused by tor or an HSDir.
+# TYPE onioncdn_balance_uploads_rejected_total counter
+onioncdn_balance_uploads_rejected_total{tier="edge-a"} 1
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "onioncdn_balance_backends_up",
+		"onioncdn_balance_rejected_descriptors_total", "onioncdn_balance_uploads_rejected_total"); err != nil {
 		t.Fatal(err)
 	}
 }

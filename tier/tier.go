@@ -16,6 +16,7 @@ import (
 	"github.com/onioncdn/onioncdn/hls"
 	"github.com/onioncdn/onioncdn/limit"
 	"github.com/onioncdn/onioncdn/onion"
+	"github.com/onioncdn/onioncdn/onion/balance"
 	"github.com/onioncdn/onioncdn/route"
 )
 
@@ -43,13 +44,14 @@ const (
 //
 //  1. the router agent sends its last report, marking the edge unhealthy,
 //     so the router stops sending clients here;
-//  2. the listeners close and requests in progress finish
+//  2. the group publisher, if any, stops (its standbys take over);
+//  3. the listeners close and requests in progress finish
 //     (http.Server.Shutdown);
-//  3. the cache's fills and background revalidations finish;
-//  4. the prefetcher stops;
-//  5. the upstream transport closes its connections (Tor circuits);
-//  6. the store closes;
-//  7. tor stops (last: the drain above went through it).
+//  4. the cache's fills and background revalidations finish;
+//  5. the prefetcher stops;
+//  6. the upstream transport closes its connections (Tor circuits);
+//  7. the store closes;
+//  8. tor stops (last: the drain above went through it).
 //
 // In front of everything, a Limiter (package limit) protects the tier from
 // its clients by default: bounded requests, per-circuit rate, concurrency
@@ -94,6 +96,13 @@ type Tier struct {
 	// NoLimiter serves without a Limiter (for a tier behind a front that
 	// limits its clients already).
 	NoLimiter bool
+
+	// Publisher, if set, publishes the group's address for this tier and
+	// others (package onion/balance); Start starts it, and Shutdown closes
+	// it right after the agent, before the drain: the descriptors it
+	// uploaded keep listing this tier for a while, and the other
+	// publishers of the group (standbys) take over.
+	Publisher *balance.Publisher
 
 	// Transport, if set, is closed after the cache has drained: typically
 	// the *upstream.Transport under the Cache.
@@ -234,6 +243,14 @@ func (t *Tier) start() error {
 		srv.Handler = heldwrite.Wrap(h)
 	}
 	t.srv = srv
+	if p := t.Publisher; p != nil {
+		if p.Logger == nil {
+			p.Logger = t.log.With("part", "balance")
+		}
+		if err := p.Start(); err != nil {
+			return fmt.Errorf("tier %s: %w", t.name(), err)
+		}
+	}
 	if a := t.Agent; a != nil {
 		ctx, stop := context.WithCancel(context.Background())
 		t.agentStop, t.agentDone = stop, make(chan struct{})
@@ -338,6 +355,11 @@ func (t *Tier) Shutdown(ctx context.Context) error {
 		select {
 		case <-t.agentDone:
 		case <-ctx.Done():
+		}
+	}
+	if t.Publisher != nil {
+		if err := t.Publisher.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+			errs = append(errs, fmt.Errorf("tier %s: %w", t.name(), err))
 		}
 	}
 	if err := t.srv.Shutdown(ctx); err != nil {
