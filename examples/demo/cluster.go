@@ -177,6 +177,9 @@ func startCluster(ctx context.Context, cfg clusterConfig) (c *cluster, err error
 	}
 	for i, name := range []string{"edge-a", "edge-b"} {
 		shared := "shared onion key"
+		if cfg.Balance {
+			shared = "own onion, a backend of the group"
+		}
 		if !cfg.Tor {
 			shared = "TCP listener behind the front"
 		}
