@@ -3,6 +3,7 @@ module github.com/onioncdn/onioncdn
 go 1.26.0
 
 require (
+	filippo.io/edwards25519 v1.2.0
 	github.com/bluenviron/gohlslib/v2 v2.4.4
 	github.com/cretz/bine v0.2.1-0.20221201125941-b9d31d9c7866
 	github.com/gregjones/httpcache v0.0.0-20190611155906-901d90724c79

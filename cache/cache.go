@@ -19,6 +19,7 @@ import (
 
 	"github.com/onioncdn/onioncdn/internal/hygiene"
 	"github.com/onioncdn/onioncdn/internal/rfc9111"
+	"github.com/onioncdn/onioncdn/internal/rwrec"
 	"golang.org/x/sync/singleflight"
 )
 
@@ -158,6 +159,16 @@ type Cache struct {
 	// origin, which an onion service must not reveal.
 	KeepServerHeaders bool
 
+	// ForwardHeaders lists trace and correlation headers forwarded
+	// upstream (case-insensitive; "X-B3-*" keeps a family). If empty, none
+	// is: Traceparent, Tracestate, Baggage, X-Request-Id,
+	// X-Correlation-Id, X-B3-*, B3, Uber-Trace-Id, X-Amzn-Trace-Id,
+	// X-Cloud-Trace-Context, Sentry-Trace, a request's Cache-Status and
+	// similar headers are removed, because they link one client's requests
+	// across tiers. Hop-by-hop headers and headers carrying client
+	// addresses or circuit ids are removed whatever it says.
+	ForwardHeaders []string
+
 	// LogQuery includes the query string in Record.Path. If false (the
 	// default) only the path is logged: queries may carry identifying data.
 	LogQuery bool
@@ -171,13 +182,31 @@ type Cache struct {
 	// request's goroutine and must be quick.
 	OnRecord []func(r *http.Request, rec Record)
 
+	// AdmitMiss, if set, is asked before a request makes this cache work
+	// upstream: a miss, a stale object to validate (also in the
+	// background, for stale-while-revalidate), a request passed through
+	// (no-store, Authorization, methods other than GET and HEAD). When it
+	// returns false, the request is answered from a stale stored object if
+	// stale-if-error allows that, and otherwise with 503 Service
+	// Unavailable and Retry-After: 1 (disposition Shed); a background
+	// revalidation is skipped. Hits and requests joining a fill in
+	// progress never ask, nor does Prefetch. An overload guard such as
+	// limit.Limiter.AdmitMiss sheds misses this way while hits are still
+	// served. If nil, every request may go upstream.
+	AdmitMiss func(r *http.Request) bool
+
 	// Logger receives one record per request at Debug level (Info for
 	// failures) and errors. If nil, logs are discarded.
 	Logger *slog.Logger
 
 	// ErrorHandler replies to a request that could not be served (upstream
 	// unreachable, no response). If nil, the error is logged and a
-	// 502 Bad Gateway is sent.
+	// 502 Bad Gateway is sent. It is not called for a forwarded request
+	// whose own body could not be read (malformed chunked framing, a body
+	// shorter than its Content-Length, a size limit): that is the client's
+	// fault, answered 400 (413 for an http.MaxBytesError) with the
+	// connection closed, logged at Debug level and not counted in
+	// Stats.Errors.
 	ErrorHandler func(w http.ResponseWriter, r *http.Request, err error)
 
 	initOnce  sync.Once
@@ -248,6 +277,12 @@ func (c *Cache) init() {
 				return nil
 			},
 			ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+				if cb, _ := r.Context().Value(clientBodyKey{}).(*clientBody); cb != nil {
+					if berr := cb.failure(); berr != nil {
+						c.clientBodyError(w, r, berr)
+						return
+					}
+				}
 				c.stats.errors.Add(1)
 				c.handleError(w, r, err)
 			},
@@ -318,6 +353,71 @@ func (c *Cache) handleError(w http.ResponseWriter, r *http.Request, err error) {
 	w.WriteHeader(http.StatusBadGateway)
 }
 
+// admitMiss reports whether r may make this cache work upstream (see
+// AdmitMiss).
+func (c *Cache) admitMiss(r *http.Request) bool {
+	return c.AdmitMiss == nil || c.AdmitMiss(r)
+}
+
+// shedReply is the answer to a request AdmitMiss turned away.
+func (c *Cache) shedReply(rec *Record) *reply {
+	rec.Disposition = Shed
+	return &reply{status: http.StatusServiceUnavailable, disp: Shed,
+		header: http.Header{"Retry-After": {"1"}, "Content-Length": {"0"}}}
+}
+
+// clientBodyError answers a request whose body could not be read (the
+// client's fault: malformed framing, a short body, a size limit) with 400,
+// or 413 for a body over a limit, and closes the connection: its framing
+// can no longer be trusted.
+func (c *Cache) clientBodyError(w http.ResponseWriter, r *http.Request, err error) {
+	c.log.Debug("client request body failed", "method", r.Method, "path", c.logPath(r), "err", err)
+	code := http.StatusBadRequest
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		code = http.StatusRequestEntityTooLarge
+	}
+	w.Header().Set("Connection", "close")
+	w.WriteHeader(code)
+}
+
+type clientBodyKey struct{}
+
+// clientBody records the first error reading a client's request body
+// before it was closed (a read failing because the transport closed the
+// body is not the client's fault).
+type clientBody struct {
+	rc     io.ReadCloser
+	mu     sync.Mutex
+	closed bool
+	err    error
+}
+
+func (b *clientBody) Read(p []byte) (int, error) {
+	n, err := b.rc.Read(p)
+	if err != nil && err != io.EOF {
+		b.mu.Lock()
+		if !b.closed && b.err == nil {
+			b.err = err
+		}
+		b.mu.Unlock()
+	}
+	return n, err
+}
+
+func (b *clientBody) Close() error {
+	b.mu.Lock()
+	b.closed = true
+	b.mu.Unlock()
+	return b.rc.Close()
+}
+
+func (b *clientBody) failure() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.err
+}
+
 func (c *Cache) logPath(r *http.Request) string {
 	p := r.URL.EscapedPath()
 	if c.LogQuery && r.URL.RawQuery != "" {
@@ -380,10 +480,30 @@ func (c *Cache) rewrite(out, in *http.Request) {
 		}
 		out.URL.Host = in.Host
 	}
-	hygiene.CleanRequest(out.Header)
+	hygiene.CleanRequestExcept(out.Header, c.ForwardHeaders)
+	forwardRange(out)
 	if _, ok := out.Header["User-Agent"]; !ok {
 		out.Header.Set("User-Agent", "") // never Go's default
 	}
+}
+
+// forwardRange limits the Range field of a request passed upstream (the
+// cache cannot apply its own range rule to a response it does not store):
+// see rfc9111.ForwardRange. Range means nothing for methods other than GET
+// (and HEAD, where it is ignored): it is removed from them.
+func forwardRange(out *http.Request) {
+	v, ok := out.Header["Range"]
+	if !ok {
+		return
+	}
+	if len(v) == 1 && (out.Method == http.MethodGet || out.Method == http.MethodHead || out.Method == "") {
+		if f, ok := rfc9111.ForwardRange(v[0]); ok {
+			out.Header["Range"] = []string{f}
+			return
+		}
+	}
+	delete(out.Header, "Range")
+	delete(out.Header, "If-Range")
 }
 
 // outRequest builds the upstream request for r. A fill request is always a
@@ -432,10 +552,23 @@ func (c *Cache) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		rw := &recordingWriter{ResponseWriter: w}
+		if !c.admitMiss(r) {
+			rp := c.shedReply(&rec)
+			c.writeReply(w, r, rp, &rec, start)
+			c.record(r, &rec, start)
+			return
+		}
+		rw := &rwrec.Writer{ResponseWriter: w}
 		rec.Disposition = FwdMethod
+		if r.Body != nil && r.Body != http.NoBody {
+			// Watch the client's body, so that a failure reading it is
+			// answered as the client's fault, not the upstream's.
+			cb := &clientBody{rc: r.Body}
+			r = r.WithContext(context.WithValue(r.Context(), clientBodyKey{}, cb))
+			r.Body = cb
+		}
 		c.proxy.ServeHTTP(rw, r)
-		rec.Status, rec.Bytes = rw.status, rw.n
+		rec.Status, rec.Bytes = rw.Status, rw.Bytes
 		if rec.Status == 0 {
 			rec.Status = http.StatusOK
 		}
@@ -532,32 +665,6 @@ func (c *Cache) Prefetch(ctx context.Context, r *http.Request) error {
 	c.record(r, &rec, start)
 	return err
 }
-
-// recordingWriter records the status and body size of a response.
-type recordingWriter struct {
-	http.ResponseWriter
-	status int
-	n      int64
-}
-
-func (w *recordingWriter) WriteHeader(code int) {
-	if w.status == 0 && code >= 200 {
-		w.status = code
-	}
-	w.ResponseWriter.WriteHeader(code)
-}
-
-func (w *recordingWriter) Write(p []byte) (int, error) {
-	if w.status == 0 {
-		w.status = http.StatusOK
-	}
-	n, err := w.ResponseWriter.Write(p)
-	w.n += int64(n)
-	return n, err
-}
-
-// Unwrap lets http.ResponseController reach the underlying writer.
-func (w *recordingWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // recordBody calls done once, at EOF, on a read error or on Close.
 type recordBody struct {

@@ -34,7 +34,11 @@
 //   - a successful POST, PUT, DELETE or PATCH invalidates the target and its
 //     same-origin Location and Content-Location;
 //   - HEAD is answered from a stored GET, Range (single and multiple
-//     ranges, If-Range) from a stored complete response;
+//     ranges, If-Range) from a stored complete response. Overlapping and
+//     adjacent ranges are coalesced and more than 16 ranges are answered
+//     with the whole object; a Range passed upstream (no-store,
+//     Authorization, uncacheable responses) is limited by the same rule,
+//     so no client gets many times an object's size for one request.
 //   - a response delimited only by the connection closing (no
 //     Content-Length, not chunked) is stored only if its body vouches for
 //     its end ([CompleteBody], as a verifying transport's does): a
@@ -104,8 +108,10 @@
 //
 // Anonymity: requests going upstream lose hop-by-hop headers and every
 // header that identifies clients, tiers or circuits (X-Forwarded-*,
-// Forwarded, Via, X-Real-IP...), none is added, and Go's default User-Agent
-// is never sent. Cache-Status is off by default: Cache-Status and similar
+// Forwarded, Via, X-Real-IP...) or links one client's requests (trace and
+// correlation ids: Traceparent, Baggage, X-Request-Id, X-B3-*... and a
+// request's Cache-Status, unless listed in [Cache.ForwardHeaders]), none
+// is added, and Go's default User-Agent is never sent. Cache-Status is off by default: Cache-Status and similar
 // headers tell an observer what is cached. Age is always sent, as RFC 9111
 // requires. Logs carry the path without query unless [Cache.LogQuery] is
 // set, and never client addresses or keys. [Cache.Partition] keeps sites

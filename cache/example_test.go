@@ -127,3 +127,35 @@ func ExampleCache_RoundTrip() {
 	// Output:
 	// hits: 1 misses: 1
 }
+
+// A cache in front of an application's own handler, in the same process:
+// the handler's responses stream through the cache, which stores them.
+func ExampleHandlerTransport() {
+	calls := 0
+	app := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls++
+		w.Header().Set("Cache-Control", "max-age=60")
+		fmt.Fprintf(w, "rendered %s", r.URL.Path)
+	})
+	c := &cache.Cache{
+		Transport: cache.HandlerTransport{Handler: app},
+		Upstream:  &url.URL{Scheme: "http", Host: "app.internal"},
+	}
+	srv := httptest.NewServer(c)
+	defer srv.Close()
+	for range 2 {
+		resp, err := http.Get(srv.URL + "/page")
+		if err != nil {
+			panic(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		c.Shutdown(resp.Request.Context())
+		fmt.Println(string(body))
+	}
+	fmt.Println("handler calls:", calls)
+	// Output:
+	// rendered /page
+	// rendered /page
+	// handler calls: 1
+}

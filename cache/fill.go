@@ -149,7 +149,14 @@ type fillReader struct {
 func (r *fillReader) WriteTo(w io.Writer) (int64, error) {
 	bp := r.bufs.Get().(*[]byte)
 	defer r.bufs.Put(bp)
-	buf := *bp
+	return copyBuffer(w, r, *bp, nil)
+}
+
+// copyBuffer copies r to w through buf until EOF, calling after (if not
+// nil) after every write: the one copy loop of the package (io.CopyBuffer
+// would defer to r's WriteTo or w's ReadFrom, which is what callers of
+// this avoid or are).
+func copyBuffer(w io.Writer, r io.Reader, buf []byte, after func()) (int64, error) {
 	var n int64
 	for {
 		k, err := r.Read(buf)
@@ -158,6 +165,9 @@ func (r *fillReader) WriteTo(w io.Writer) (int64, error) {
 			n += int64(m)
 			if werr != nil {
 				return n, werr
+			}
+			if after != nil {
+				after()
 			}
 		}
 		if err == io.EOF {

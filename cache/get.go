@@ -806,6 +806,9 @@ func (c *Cache) get(ctx context.Context, r *http.Request, rec *Record, w http.Re
 		// Never shared with other requests; a response to an authorized
 		// request may still be stored if it says it is public.
 		rec.Disposition = FwdRequest
+		if !c.admitMiss(r) {
+			return c.shedReply(rec), nil
+		}
 		return direct(!noStore)
 	}
 	for attempt := 0; attempt < maxAttempts; attempt++ {
@@ -828,7 +831,9 @@ func (c *Cache) get(ctx context.Context, r *http.Request, rec *Record, w http.Re
 				rec.Disposition = HitStale
 				return c.storedReply(r, &st, age, HitStale, dst), nil
 			case rfc9111.StaleWhileRevalidate:
-				c.revalidateInBackground(base, r)
+				if c.admitMiss(r) {
+					c.revalidateInBackground(base, r)
+				}
 				rec.Disposition = HitStale
 				return c.storedReply(r, &st, age, HitStale, dst), nil
 			}
@@ -837,6 +842,15 @@ func (c *Cache) get(ctx context.Context, r *http.Request, rec *Record, w http.Re
 			st.close()
 			rec.Disposition = OnlyIfCache
 			return &reply{status: http.StatusGatewayTimeout, header: http.Header{}, disp: OnlyIfCache}, nil
+		}
+		if !c.admitMiss(r) {
+			// Overloaded: no upstream work for this request.
+			if st.obj != nil && rfc9111.StaleIfError(r, st.entry(), c.now(), c.opts) {
+				rec.Disposition = HitStale
+				return c.storedReply(r, &st, rfc9111.CurrentAge(st.entry(), c.now()), HitStale, dst), nil
+			}
+			st.close()
+			return c.shedReply(rec), nil
 		}
 		if c.isUnstorable(base) {
 			st.close()

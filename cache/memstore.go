@@ -2,7 +2,6 @@ package cache
 
 import (
 	"bytes"
-	"container/list"
 	"context"
 	"errors"
 	"fmt"
@@ -11,6 +10,8 @@ import (
 	"sort"
 	"sync"
 	"sync/atomic"
+
+	"github.com/onioncdn/onioncdn/internal/lru"
 )
 
 // DefaultMemoryMaxBytes is the bound of a [MemoryStore] whose MaxBytes is
@@ -45,10 +46,9 @@ type MemoryStore struct {
 	MaxBytes int64
 
 	mu        sync.Mutex
-	items     map[string]*memEntry
-	lru       list.List // of *memEntry, most recently used at the front
-	used      int64     // committed objects + pending
-	pending   int64     // bytes counted for open Writers
+	items     lru.List[string, *memEntry] // most recently used first
+	used      int64                       // committed objects + pending
+	pending   int64                       // bytes counted for open Writers
 	evictions uint64
 }
 
@@ -65,7 +65,7 @@ func (s *MemoryStore) Stats() MemoryStoreStats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return MemoryStoreStats{
-		Objects:      int64(len(s.items)),
+		Objects:      int64(s.items.Len()),
 		Bytes:        s.used - s.pending,
 		PendingBytes: s.pending,
 		Evictions:    s.evictions,
@@ -77,7 +77,6 @@ type memEntry struct {
 	meta []byte
 	body *memBuf
 	size int64
-	elem *list.Element
 }
 
 func (s *MemoryStore) maxBytes() int64 {
@@ -92,14 +91,17 @@ func (s *MemoryStore) maxBytes() int64 {
 func (s *MemoryStore) reserveLocked(n int64, keep *memEntry) bool {
 	limit := s.maxBytes()
 	for s.used+n > limit {
-		e := s.lru.Back()
-		if e != nil && e.Value.(*memEntry) == keep {
-			e = e.Prev()
+		var victim *memEntry
+		for _, e := range s.items.Backward() {
+			if e != keep {
+				victim = e
+				break
+			}
 		}
-		if e == nil {
+		if victim == nil {
 			return false
 		}
-		s.removeLocked(e.Value.(*memEntry))
+		s.removeLocked(victim)
 		s.evictions++
 	}
 	s.used += n
@@ -107,8 +109,7 @@ func (s *MemoryStore) reserveLocked(n int64, keep *memEntry) bool {
 }
 
 func (s *MemoryStore) removeLocked(e *memEntry) {
-	s.lru.Remove(e.elem)
-	delete(s.items, e.key)
+	s.items.Remove(e.key)
 	s.used -= e.size
 }
 
@@ -126,12 +127,11 @@ func (s *MemoryStore) Open(ctx context.Context, key string) (Object, error) {
 		return nil, fmt.Errorf("cache: open: %w", err)
 	}
 	s.mu.Lock()
-	e, ok := s.items[key]
+	e, ok := s.items.Get(key)
 	if !ok {
 		s.mu.Unlock()
 		return nil, ErrNotFound
 	}
-	s.lru.MoveToFront(e.elem)
 	o := &memObject{meta: e.meta, body: e.body}
 	s.mu.Unlock()
 	return o, nil
@@ -173,7 +173,7 @@ func (s *MemoryStore) UpdateMeta(ctx context.Context, key string, prev, meta []b
 	meta = append([]byte(nil), meta...)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	e, ok := s.items[key]
+	e, ok := s.items.Get(key)
 	if !ok {
 		return ErrNotFound
 	}
@@ -188,7 +188,6 @@ func (s *MemoryStore) UpdateMeta(ctx context.Context, key string, prev, meta []b
 	}
 	e.meta = meta
 	e.size += delta
-	s.lru.MoveToFront(e.elem)
 	return nil
 }
 
@@ -199,7 +198,7 @@ func (s *MemoryStore) Delete(ctx context.Context, key string) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	e, ok := s.items[key]
+	e, ok := s.items.Peek(key)
 	if !ok {
 		return ErrNotFound
 	}
@@ -275,15 +274,11 @@ func (w *memWriter) Commit(ctx context.Context) error {
 	body := w.buf.compacted()
 	s := w.s
 	s.mu.Lock()
-	if old, ok := s.items[w.key]; ok {
+	if old, ok := s.items.Peek(w.key); ok {
 		s.removeLocked(old)
 	}
-	if s.items == nil {
-		s.items = make(map[string]*memEntry)
-	}
 	e := &memEntry{key: w.key, meta: w.meta, body: body, size: w.reserved}
-	e.elem = s.lru.PushFront(e)
-	s.items[w.key] = e
+	s.items.Put(w.key, e)
 	s.pending -= w.reserved
 	w.reserved = 0
 	s.mu.Unlock()

@@ -20,6 +20,7 @@ const (
 	Uncacheable Disposition = "uncacheable"         // response could not be stored
 	OnlyIfCache Disposition = "only-if-cached-miss" // 504 for only-if-cached
 	Error       Disposition = "error"               // upstream or store failed and nothing could be served
+	Shed        Disposition = "shed"                // 503: Cache.AdmitMiss refused the upstream work (overload)
 )
 
 // Record describes one request handled by a [Cache]. It is passed to the

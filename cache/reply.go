@@ -280,6 +280,8 @@ func (c *Cache) cacheStatus(rp *reply) string {
 		b.WriteString("; fwd=method")
 	case OnlyIfCache:
 		b.WriteString("; fwd=miss; detail=only-if-cached")
+	case Shed:
+		b.WriteString("; fwd=miss; detail=shed")
 	default:
 		b.WriteString("; fwd=uri-miss")
 	}
@@ -384,25 +386,7 @@ func (c *Cache) writeReply(w http.ResponseWriter, r *http.Request, rp *reply, re
 func copyFlushing(w io.Writer, r io.Reader, flush func(), c *Cache) (int64, error) {
 	bp := c.getBuf()
 	defer c.putBuf(bp)
-	buf := *bp
-	var n int64
-	for {
-		k, err := r.Read(buf)
-		if k > 0 {
-			m, werr := w.Write(buf[:k])
-			n += int64(m)
-			if werr != nil {
-				return n, werr
-			}
-			flush()
-		}
-		if err == io.EOF {
-			return n, nil
-		}
-		if err != nil {
-			return n, err
-		}
-	}
+	return copyBuffer(w, r, *bp, flush)
 }
 
 // firstByteWriter notes when the first body byte of a response whose

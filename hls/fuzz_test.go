@@ -53,8 +53,8 @@ func FuzzDecide(f *testing.F) {
 			if d.TTL < 0 || d.TTL > 6*DefaultMaxTargetDuration && d.TTL > DefaultSegmentTTL {
 				t.Fatalf("TTL out of bounds: %v", d.TTL)
 			}
-			if p.mem != nil && (p.mem.len() > 8 || p.keys.len() > 8) {
-				t.Fatalf("remembered %d + %d > 8", p.mem.len(), p.keys.len())
+			if p.mem != nil && (p.mem.Len() > 8 || p.keys.Len() > 8) {
+				t.Fatalf("remembered %d + %d > 8", p.mem.Len(), p.keys.Len())
 			}
 		}
 		_ = p.Key(r)

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/onioncdn/onioncdn/cache"
+	"github.com/onioncdn/onioncdn/internal/lru"
 	"github.com/onioncdn/onioncdn/internal/rfc9111"
 )
 
@@ -134,8 +135,8 @@ type Policy struct {
 	OnMasterPlaylist func(r *http.Request, pl *Playlist)
 
 	mu   sync.Mutex
-	mem  *lru[string, memo]
-	keys *lru[string, struct{}] // key URIs, apart so segments never evict them
+	mem  *lru.List[string, memo]
+	keys *lru.List[string, struct{}] // key URIs, apart so segments never evict them
 }
 
 var _ cache.Policy = (*Policy)(nil)
@@ -375,11 +376,11 @@ func (p *Policy) learn(r *http.Request, base *url.URL, mk string, pl *Playlist) 
 	pl.TargetDuration = min(pl.TargetDuration, orDefault(p.MaxTargetDuration, DefaultMaxTargetDuration))
 	p.mu.Lock()
 	if p.mem == nil {
-		p.mem = newLRU[string, memo](orDefault(p.MaxRemembered, DefaultMaxRemembered))
-		p.keys = newLRU[string, struct{}](orDefault(p.MaxRemembered, DefaultMaxRemembered))
+		p.mem = &lru.List[string, memo]{Max: orDefault(p.MaxRemembered, DefaultMaxRemembered)}
+		p.keys = &lru.List[string, struct{}]{Max: orDefault(p.MaxRemembered, DefaultMaxRemembered)}
 	}
 	if pl.Master {
-		p.mem.put(mk, memo{kind: KindMaster})
+		p.mem.Put(mk, memo{kind: KindMaster})
 		for _, v := range pl.Variants {
 			p.rememberLocked(v.URI, KindMedia)
 		}
@@ -387,7 +388,7 @@ func (p *Policy) learn(r *http.Request, base *url.URL, mk string, pl *Playlist) 
 			p.rememberLocked(u, KindMedia)
 		}
 	} else {
-		p.mem.put(mk, memo{kind: KindMedia, live: pl.Live, td: pl.TargetDuration})
+		p.mem.Put(mk, memo{kind: KindMedia, live: pl.Live, td: pl.TargetDuration})
 		for _, u := range pl.Keys {
 			p.rememberLocked(u, KindKey)
 		}
@@ -418,10 +419,10 @@ func (p *Policy) rememberLocked(u string, kind Kind) {
 		return
 	}
 	if kind == KindKey {
-		p.keys.put(memKey(pu), struct{}{})
+		p.keys.Put(memKey(pu), struct{}{})
 		return
 	}
-	p.mem.put(memKey(pu), memo{kind: kind})
+	p.mem.Put(memKey(pu), memo{kind: kind})
 }
 
 func (p *Policy) recall(mk string) (memo, bool) {
@@ -430,10 +431,10 @@ func (p *Policy) recall(mk string) (memo, bool) {
 	if p.mem == nil {
 		return memo{}, false
 	}
-	if _, ok := p.keys.get(mk); ok {
+	if _, ok := p.keys.Get(mk); ok {
 		return memo{kind: KindKey}, true
 	}
-	return p.mem.get(mk)
+	return p.mem.Get(mk)
 }
 
 // requestURL returns r's URL in absolute form (scheme and host filled in

@@ -255,7 +255,7 @@ func TestRememberedBounded(t *testing.T) {
 	p := &Policy{MaxRemembered: 3}
 	decide(t, p, "http://o.test/a/index.m3u8", 200, mpegURL, livePL)
 	decide(t, p, "http://o.test/b/index.m3u8", 200, mpegURL, livePL)
-	if n := p.mem.len(); n > 3 {
+	if n := p.mem.Len(); n > 3 {
 		t.Fatalf("remembered %d URIs, max 3", n)
 	}
 	// Segments never evict keys: the key is still remembered.

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/onioncdn/onioncdn/cache"
+	"github.com/onioncdn/onioncdn/internal/lru"
 )
 
 // Defaults of [Prefetcher] fields.
@@ -259,10 +260,10 @@ type Prefetcher struct {
 	queue     [numPrio][]prefetchJob
 	queued    int
 	sessions  map[string]int // jobs queued or in flight per session
-	masters   *lru[string, *presentation]
-	playlists *lru[string, *rendition]
-	segments  *lru[string, segRef]
-	state     *lru[string, uint8] // object key → prefetch state
+	masters   *lru.List[string, *presentation]
+	playlists *lru.List[string, *rendition]
+	segments  *lru.List[string, segRef]
+	state     *lru.List[string, uint8] // object key → prefetch state
 
 	// The upstream leg, measured: time to response headers and transfer
 	// rate of one fill (bits/s), EWMAs, and the recent best of each (what
@@ -426,10 +427,10 @@ func (p *Prefetcher) init() {
 		}
 		p.work = sync.NewCond(&p.mu)
 		p.sessions = make(map[string]int)
-		p.masters = newLRU[string, *presentation](orDefault(p.MaxPlaylists, DefaultPrefetchPlaylists))
-		p.playlists = newLRU[string, *rendition](orDefault(p.MaxPlaylists, DefaultPrefetchPlaylists))
-		p.segments = newLRU[string, segRef](maxIndexedSegments)
-		p.state = newLRU[string, uint8](maxIndexedSegments)
+		p.masters = &lru.List[string, *presentation]{Max: orDefault(p.MaxPlaylists, DefaultPrefetchPlaylists)}
+		p.playlists = &lru.List[string, *rendition]{Max: orDefault(p.MaxPlaylists, DefaultPrefetchPlaylists)}
+		p.segments = &lru.List[string, segRef]{Max: maxIndexedSegments}
+		p.state = &lru.List[string, uint8]{Max: maxIndexedSegments}
 		for range orDefault(p.Concurrency, DefaultPrefetchConcurrency) {
 			p.wg.Go(p.worker)
 		}
@@ -493,10 +494,10 @@ func (p *Prefetcher) ObserveMaster(r *http.Request, pl *Playlist) {
 		return
 	}
 	p.learned.Store(true)
-	pres, ok := p.masters.get(key)
+	pres, ok := p.masters.Get(key)
 	if !ok {
 		pres = &presentation{}
-		p.masters.put(key, pres)
+		p.masters.Put(key, pres)
 	}
 	pres.variants = pres.variants[:0]
 	for _, v := range pl.Variants {
@@ -523,10 +524,10 @@ func (p *Prefetcher) ObserveMaster(r *http.Request, pl *Playlist) {
 // renditionLocked returns the rendition of the media playlist key,
 // creating it.
 func (p *Prefetcher) renditionLocked(key string) *rendition {
-	rd, ok := p.playlists.get(key)
+	rd, ok := p.playlists.Get(key)
 	if !ok {
 		rd = &rendition{wantUpTo: -1, pendTo: -1, lastMSN: -2}
-		p.playlists.put(key, rd)
+		p.playlists.Put(key, rd)
 	}
 	return rd
 }
@@ -541,7 +542,7 @@ func (p *Prefetcher) startLocked(pres *presentation, sess string) {
 		n = 0
 	}
 	for _, v := range pres.variants[:min(n, len(pres.variants))] {
-		rd, ok := p.playlists.peek(v.key)
+		rd, ok := p.playlists.Peek(v.key)
 		if !ok {
 			continue
 		}
@@ -561,7 +562,7 @@ func (p *Prefetcher) leaseActive(master string) bool {
 	if master == "" {
 		return false
 	}
-	pres, ok := p.masters.peek(master)
+	pres, ok := p.masters.Peek(master)
 	return ok && p.now().Before(pres.leaseUntil)
 }
 
@@ -687,7 +688,7 @@ func (rd *rendition) initFor() string {
 
 func (p *Prefetcher) indexLocked(uri string, ref segRef) {
 	if u, err := url.Parse(uri); err == nil {
-		p.segments.put(memKey(u), ref)
+		p.segments.Put(memKey(u), ref)
 	}
 }
 
@@ -746,19 +747,19 @@ func (p *Prefetcher) observeLocked(key, sess string, cm CMCD) []prefetchJob {
 	if p.closed {
 		return nil
 	}
-	if pres, ok := p.masters.peek(key); ok {
+	if pres, ok := p.masters.Peek(key); ok {
 		p.startLocked(pres, sess)
 		return nil
 	}
-	if rd, ok := p.playlists.peek(key); ok {
+	if rd, ok := p.playlists.Peek(key); ok {
 		rd.lastWatched = p.now()
 		return nil
 	}
-	ref, ok := p.segments.peek(key)
+	ref, ok := p.segments.Peek(key)
 	if !ok {
 		return nil
 	}
-	rd, ok := p.playlists.peek(ref.playlist)
+	rd, ok := p.playlists.Peek(ref.playlist)
 	if !ok {
 		return nil
 	}
@@ -786,7 +787,7 @@ func (p *Prefetcher) headroomLocked(rd *rendition, msn int, sess string, cm CMCD
 	if p.Headroom < 0 || rd.bandwidth <= 0 || !p.leaseActive(rd.master) {
 		return held
 	}
-	pres, _ := p.masters.peek(rd.master)
+	pres, _ := p.masters.Peek(rd.master)
 	var up *variantRef
 	for i, v := range pres.variants {
 		if v.bandwidth > rd.bandwidth && (up == nil || v.bandwidth < up.bandwidth) {
@@ -808,7 +809,7 @@ func (p *Prefetcher) headroomLocked(rd *rendition, msn int, sess string, cm CMCD
 		// not switch up, and these segments would slow the ones it needs.
 		return held
 	}
-	urd, ok := p.playlists.peek(up.key)
+	urd, ok := p.playlists.Peek(up.key)
 	if !ok {
 		return held
 	}
@@ -936,7 +937,7 @@ func (p *Prefetcher) jobLocked(job prefetchJob) (prefetchJob, bool) {
 		return job, false
 	}
 	job.key = memKey(u)
-	if _, ok := p.state.peek(job.key); ok {
+	if _, ok := p.state.Peek(job.key); ok {
 		return job, false
 	}
 	return job, true
@@ -951,7 +952,7 @@ func (p *Prefetcher) enqueueLocked(job prefetchJob) bool {
 		if job, ok = p.jobLocked(job); !ok {
 			return false
 		}
-	} else if _, ok := p.state.peek(job.key); ok {
+	} else if _, ok := p.state.Peek(job.key); ok {
 		return false
 	}
 	if p.closed || p.Fetch == nil {
@@ -969,7 +970,7 @@ func (p *Prefetcher) enqueueLocked(job prefetchJob) bool {
 				if old.stat != statHeadroom || old.gen >= job.gen {
 					return false
 				}
-				p.state.remove(old.key)
+				p.state.Remove(old.key)
 				p.doneSessionLocked(old.session)
 				p.queued--
 				p.dropped.Add(1)
@@ -983,7 +984,7 @@ func (p *Prefetcher) enqueueLocked(job prefetchJob) bool {
 	}
 	p.queue[job.prio] = append(p.queue[job.prio], job)
 	p.queued++
-	p.state.put(job.key, stScheduled)
+	p.state.Put(job.key, stScheduled)
 	if job.session != "" {
 		p.sessions[job.session]++
 	}
@@ -1008,7 +1009,7 @@ func (p *Prefetcher) dropLessUrgentLocked(prio uint8) bool {
 			job := p.queue[q][n-1]
 			p.queue[q] = p.queue[q][:n-1]
 			p.queued--
-			p.state.remove(job.key)
+			p.state.Remove(job.key)
 			p.doneSessionLocked(job.session)
 			p.dropped.Add(1)
 			return true
@@ -1074,13 +1075,13 @@ func (p *Prefetcher) hintLocked(target, sess string, held []prefetchJob) []prefe
 	key := memKey(u)
 	var tmpl reqTemplate
 	playlist := false
-	if ref, ok := p.segments.peek(key); ok {
-		rd, ok := p.playlists.peek(ref.playlist)
+	if ref, ok := p.segments.Peek(key); ok {
+		rd, ok := p.playlists.Peek(ref.playlist)
 		if !ok {
 			return held
 		}
 		tmpl = rd.tmpl
-	} else if rd, ok := p.playlists.peek(key); ok {
+	} else if rd, ok := p.playlists.Peek(key); ok {
 		tmpl, playlist = rd.tmpl, true
 	} else {
 		return held
@@ -1163,20 +1164,20 @@ func (p *Prefetcher) stillWantedLocked(job prefetchJob) bool {
 	// A lookahead, or a lease that ran out: is the rendition watched?
 	owner := job.owner
 	if job.why == whyLease {
-		ref, ok := p.segments.peek(job.key)
+		ref, ok := p.segments.Peek(job.key)
 		if !ok {
 			return false
 		}
 		owner = ref.playlist
 	}
-	rd, ok := p.playlists.peek(owner)
+	rd, ok := p.playlists.Peek(owner)
 	return ok && p.watched(rd)
 }
 
 func (p *Prefetcher) run(job prefetchJob) {
 	p.mu.Lock()
 	if !p.stillWantedLocked(job) {
-		p.state.remove(job.key)
+		p.state.Remove(job.key)
 		p.doneSessionLocked(job.session)
 		p.mu.Unlock()
 		p.idle.Add(1)
@@ -1200,7 +1201,7 @@ func (p *Prefetcher) run(job prefetchJob) {
 	defer p.mu.Unlock()
 	p.doneSessionLocked(job.session)
 	if err != nil {
-		p.state.remove(job.key)
+		p.state.Remove(job.key)
 		p.failed.Add(1)
 		path := ""
 		if u, perr := url.Parse(job.url); perr == nil {
@@ -1211,11 +1212,11 @@ func (p *Prefetcher) run(job prefetchJob) {
 	}
 	p.prefetched.Add(1)
 	if job.playlist {
-		p.state.remove(job.key) // a playlist may change: fetch it again when asked
+		p.state.Remove(job.key) // a playlist may change: fetch it again when asked
 		return
 	}
-	if st, _ := p.state.peek(job.key); st == stScheduled {
-		p.state.put(job.key, stFetched)
+	if st, _ := p.state.Peek(job.key); st == stScheduled {
+		p.state.Put(job.key, stFetched)
 	}
 }
 
@@ -1235,10 +1236,10 @@ func (p *Prefetcher) OnRecord(r *http.Request, rec cache.Record) {
 	if rec.Prefetch {
 		return
 	}
-	st, ok := p.state.peek(key)
+	st, ok := p.state.Peek(key)
 	hit := rec.Disposition == cache.Hit || rec.Disposition == cache.HitStale || rec.Disposition == cache.Collapsed
 	if ok && st != stCounted && hit && rec.Err == nil {
-		p.state.put(key, stCounted)
+		p.state.Put(key, stCounted)
 		p.hits.Add(1)
 	}
 	if !p.wrapped.Load() && !isPrefetch(r) {
@@ -1275,11 +1276,11 @@ func (p *Prefetcher) measureLocked(key string, rec cache.Record) {
 			p.contendedUntil = p.now().Add(stickyContention)
 		}
 	}
-	ref, ok := p.segments.peek(key)
+	ref, ok := p.segments.Peek(key)
 	if !ok || ref.kind != refSegment {
 		return
 	}
-	rd, ok := p.playlists.peek(ref.playlist)
+	rd, ok := p.playlists.Peek(ref.playlist)
 	if !ok {
 		return
 	}

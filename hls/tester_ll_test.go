@@ -104,6 +104,7 @@ func TestTesterLowLatency(t *testing.T) {
 	if p.Err != "" || !p.LowLatency || p.Played < 6 {
 		t.Fatalf("err %q, low latency %v, played %v", p.Err, p.LowLatency, p.Played)
 	}
+	srv.Close() // waits for the origin's handlers: every request is recorded
 	reqs := rec.requests()
 	var firstPlaylist string
 	var last string // the last playlist body the player received
@@ -210,6 +211,7 @@ func TestTesterNoLowLatency(t *testing.T) {
 	if p.Err != "" || p.LowLatency || p.Parts != 0 || p.TargetLatency != 3 || p.BlockingReloads == 0 {
 		t.Fatalf("%+v", p)
 	}
+	srv.Close() // waits for the origin's handlers: every request is recorded
 	for _, r := range rec.requests() {
 		if r.query.Has("_HLS_part") || strings.Count(r.path, ".") == 2 {
 			t.Errorf("request %s?%v in normal mode", r.path, r.query)
@@ -248,6 +250,9 @@ func TestTesterLowLatencyThroughCache(t *testing.T) {
 			t.Errorf("player %d: low latency %v, %d parts", p.Player, p.LowLatency, p.Parts)
 		}
 	}
+	esrv.Close()
+	edge.Shutdown(t.Context()) // fills finish
+	osrv.Close()               // every origin request is recorded
 	count := map[string]int{}
 	blockingKeys := 0
 	for _, r := range rec.requests() {

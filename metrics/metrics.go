@@ -3,6 +3,7 @@ package metrics
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"strings"
@@ -11,7 +12,9 @@ import (
 
 	"github.com/onioncdn/onioncdn/cache"
 	"github.com/onioncdn/onioncdn/hls"
+	"github.com/onioncdn/onioncdn/limit"
 	"github.com/onioncdn/onioncdn/onion"
+	"github.com/onioncdn/onioncdn/onion/balance"
 	"github.com/onioncdn/onioncdn/route"
 	"github.com/onioncdn/onioncdn/upstream"
 	"github.com/onioncdn/onioncdn/upstream/integrity"
@@ -290,6 +293,92 @@ func Integrity(tier string, t interface{ Stats() integrity.Stats }) prometheus.C
 	}}
 }
 
+// Limit returns a collector of a tier's client limiter (package limit),
+// labelled tier=tier: onioncdn_limit_rejected_total{reason} (rate,
+// concurrency, bytes, header_bytes, header_fields, uri, body, overload),
+// _shed_total (upstream work refused under overload), _closed_total
+// (connections of abusive clients closed), _abusive_total, _evicted_total,
+// and the gauges _clients (clients tracked: circuits at an onion edge),
+// _in_flight and _upstream_in_flight.
+func Limit(tier string, l interface{ Stats() limit.Stats }) prometheus.Collector {
+	d := &descs{tier: tier}
+	rej := d.new("limit", "rejected_total", "Requests refused, by reason.", "reason")
+	shed := d.new("limit", "shed_total", "Upstream work refused because the tier was overloaded.")
+	closed := d.new("limit", "closed_total", "Refusals that closed the connection of an abusive client.")
+	abusive := d.new("limit", "abusive_total", "Times a client became abusive.")
+	evicted := d.new("limit", "evicted_total", "Clients forgotten to stay within the tracking bound.")
+	clients := d.new("limit", "clients", "Clients tracked (Tor circuits at an onion edge).")
+	inflight := d.new("limit", "in_flight", "Requests in progress.")
+	up := d.new("limit", "upstream_in_flight", "Requests doing upstream work.")
+	return &snapshotCollector{descs: d.all, collect: func() []metric {
+		s := l.Stats()
+		ms := make([]metric, 0, len(s.Rejected)+7)
+		for _, r := range limitReasons {
+			ms = append(ms, counter(rej, s.Rejected[r], string(r)))
+		}
+		return append(ms,
+			counter(shed, s.Shed), counter(closed, s.Closed), counter(abusive, s.Abusive), counter(evicted, s.Evicted),
+			gauge(clients, float64(s.Keys)), gauge(inflight, float64(s.InFlight)), gauge(up, float64(s.Upstream)))
+	}}
+}
+
+// limitReasons is the fixed label set of onioncdn_limit_rejected_total.
+var limitReasons = [...]limit.Reason{limit.RejectRate, limit.RejectConcurrency, limit.RejectBytes,
+	limit.RejectHeaderBytes, limit.RejectHeaderFields, limit.RejectURI, limit.RejectBody, limit.RejectOverload}
+
+// Balance returns a collector of a group publisher's state and counters
+// (package onion/balance), labelled tier=tier: the gauges
+// onioncdn_balance_backends, _backends_up, _backends_reached,
+// _intro_points, _descriptor_variants, _active and
+// _last_upload_timestamp_seconds; the counters _fetches_total,
+// _fetch_errors_total, _rejected_descriptors_total{cause}, _probes_total,
+// _probe_failures_total, _upload_rounds_total, _uploads_total,
+// _upload_errors_total, _uploads_rejected_total (tor's refusals: alert if
+// it grows), _observations_total, _takeovers_total and _pow_dropped_total.
+func Balance(tier string, p interface{ Stats() balance.Stats }) prometheus.Collector {
+	d := &descs{tier: tier}
+	g := func(name, help string) *prometheus.Desc { return d.new("balance", name, help) }
+	backends := g("backends", "Backends configured.")
+	up := g("backends_up", "Backends whose probes succeed.")
+	reached := g("backends_reached", "Backends listed in at least one published descriptor.")
+	intro := g("intro_points", "Introduction points in the published descriptors of the current period.")
+	variants := g("descriptor_variants", "Distinct descriptors published per period.")
+	active := g("active", "1 if this publisher uploads (a primary, or a standby that took over).")
+	last := g("last_upload_timestamp_seconds", "End of the last upload round with a success, Unix time.")
+	fetches := g("fetches_total", "Backend descriptors fetched and accepted.")
+	fetchErr := g("fetch_errors_total", "Backend descriptor fetches that failed.")
+	rejected := d.new("balance", "rejected_descriptors_total", "Backend descriptors skipped, by cause.", "cause")
+	probes := g("probes_total", "Backend probes.")
+	probeFail := g("probe_failures_total", "Backend probes that failed.")
+	rounds := g("upload_rounds_total", "Upload rounds started.")
+	uploads := g("uploads_total", "Descriptors accepted by an HSDir.")
+	upErr := g("upload_errors_total", "Uploads that failed without a verdict.")
+	upRej := g("uploads_rejected_total", "Descriptors refused by tor or an HSDir.")
+	obs := g("observations_total", "Fetches of the group's own descriptor.")
+	takeovers := g("takeovers_total", "Times a standby started uploading.")
+	pow := g("pow_dropped_total", "Backend descriptors whose proof-of-work parameters could not be carried.")
+	return &snapshotCollector{descs: d.all, collect: func() []metric {
+		s := p.Stats()
+		var lastUpload float64
+		if !s.LastUpload.IsZero() {
+			lastUpload = float64(s.LastUpload.UnixNano()) / 1e9
+		}
+		r := s.Rejected
+		return []metric{
+			gauge(backends, float64(s.BackendsKnown)), gauge(up, float64(s.BackendsUp)), gauge(reached, float64(s.Reached)),
+			gauge(intro, float64(s.IntroPoints)), gauge(variants, float64(s.Variants)), gauge(active, boolValue(s.Active)),
+			gauge(last, lastUpload),
+			counter(fetches, s.Fetches), counter(fetchErr, s.FetchErrors),
+			counter(rejected, r.Malformed, "malformed"), counter(rejected, r.Expired, "expired"),
+			counter(rejected, r.WrongPeriod, "wrong_period"), counter(rejected, r.WrongKey, "wrong_key"),
+			counter(rejected, r.BadSignature, "bad_signature"),
+			counter(probes, s.Probes), counter(probeFail, s.ProbeFailures), counter(rounds, s.UploadRounds),
+			counter(uploads, s.Uploads), counter(upErr, s.UploadErrors), counter(upRej, s.UploadRejected),
+			counter(obs, s.Observations), counter(takeovers, s.Takeovers), counter(pow, s.PoWDropped),
+		}
+	}}
+}
+
 // DeliveryBuckets are the histogram buckets of [Delivery], in seconds:
 // from a loopback hit (milliseconds) to a cold fetch over two Tor hops.
 var DeliveryBuckets = []float64{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60}
@@ -407,6 +496,19 @@ func Handler(g prometheus.Gatherer) http.Handler {
 	h := promhttp.HandlerFor(g, promhttp.HandlerOpts{Timeout: 10 * time.Second})
 	mux.Handle("GET /metrics", h)
 	return mux
+}
+
+// Serve serves the metrics of g on http://addr/metrics in the background,
+// refusing any address that is not loopback (see [ListenLocal]). Close the
+// returned server to stop it.
+func Serve(addr string, g prometheus.Gatherer) (io.Closer, error) {
+	ln, err := ListenLocal(addr)
+	if err != nil {
+		return nil, err
+	}
+	srv := &http.Server{Handler: Handler(g), ReadHeaderTimeout: 10 * time.Second}
+	go srv.Serve(ln)
+	return srv, nil
 }
 
 // ErrNotLoopback is returned by [ListenLocal] for an address that is not

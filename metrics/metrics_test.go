@@ -12,7 +12,9 @@ import (
 	"time"
 
 	"github.com/onioncdn/onioncdn/cache"
+	"github.com/onioncdn/onioncdn/limit"
 	"github.com/onioncdn/onioncdn/metrics"
+	"github.com/onioncdn/onioncdn/onion/balance"
 	"github.com/onioncdn/onioncdn/route"
 	"github.com/onioncdn/onioncdn/upstream"
 	"github.com/onioncdn/onioncdn/upstream/integrity"
@@ -366,5 +368,66 @@ func TestIntegrityByCheck(t *testing.T) {
 		if v, ok := got[k]; !ok || v != want {
 			t.Errorf("%s = %v (present %v), want %v", k, v, ok, want)
 		}
+	}
+}
+
+func TestLimit(t *testing.T) {
+	lim := &limit.Limiter{}
+	srv := httptest.NewServer(lim.Handler(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {})))
+	defer srv.Close()
+	req, _ := http.NewRequest("GET", srv.URL+"/"+strings.Repeat("a", 9<<10), nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(metrics.Limit("edge", lim))
+	want := `
+# HELP onioncdn_limit_rejected_total Requests refused, by reason.
+# TYPE onioncdn_limit_rejected_total counter
+onioncdn_limit_rejected_total{reason="body",tier="edge"} 0
+onioncdn_limit_rejected_total{reason="bytes",tier="edge"} 0
+onioncdn_limit_rejected_total{reason="concurrency",tier="edge"} 0
+onioncdn_limit_rejected_total{reason="header_bytes",tier="edge"} 0
+onioncdn_limit_rejected_total{reason="header_fields",tier="edge"} 0
+onioncdn_limit_rejected_total{reason="overload",tier="edge"} 0
+onioncdn_limit_rejected_total{reason="rate",tier="edge"} 0
+onioncdn_limit_rejected_total{reason="uri",tier="edge"} 1
+`
+	if resp.StatusCode != http.StatusRequestURITooLong {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "onioncdn_limit_rejected_total"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+type balanceStats balance.Stats
+
+func (s balanceStats) Stats() balance.Stats { return balance.Stats(s) }
+
+func TestBalance(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(metrics.Balance("edge-a", balanceStats{BackendsKnown: 3, BackendsUp: 2, Active: true, UploadRejected: 1,
+		Rejected: balance.RejectedStats{WrongKey: 4}}))
+	want := `
+# HELP onioncdn_balance_backends_up Backends whose probes succeed.
+# TYPE onioncdn_balance_backends_up gauge
+onioncdn_balance_backends_up{tier="edge-a"} 2
+# HELP onioncdn_balance_rejected_descriptors_total Backend descriptors skipped, by cause.
+# TYPE onioncdn_balance_rejected_descriptors_total counter
+onioncdn_balance_rejected_descriptors_total{cause="bad_signature",tier="edge-a"} 0
+onioncdn_balance_rejected_descriptors_total{cause="expired",tier="edge-a"} 0
+onioncdn_balance_rejected_descriptors_total{cause="malformed",tier="edge-a"} 0
+onioncdn_balance_rejected_descriptors_total{cause="wrong_key",tier="edge-a"} 4
+onioncdn_balance_rejected_descriptors_total{cause="wrong_period",tier="edge-a"} 0
+# HELP onioncdn_balance_uploads_rejected_total Descriptors refused by tor or an HSDir.
+# TYPE onioncdn_balance_uploads_rejected_total counter
+onioncdn_balance_uploads_rejected_total{tier="edge-a"} 1
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "onioncdn_balance_backends_up",
+		"onioncdn_balance_rejected_descriptors_total", "onioncdn_balance_uploads_rejected_total"); err != nil {
+		t.Fatal(err)
 	}
 }

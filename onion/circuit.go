@@ -39,7 +39,7 @@ func WithCircuitID(ctx context.Context, id uint32) context.Context {
 // ConnCircuitID returns the circuit id of a connection accepted from a
 // [Listener] with circuit-id export, looking through wrappers that expose
 // the connection under them with NetConn (as crypto/tls and
-// cache.NewListener do) or Raw (as github.com/pires/go-proxyproto does).
+// cache/heldwrite's connections do) or Raw (as github.com/pires/go-proxyproto does).
 func ConnCircuitID(c net.Conn) (uint32, bool) {
 	for range 4 {
 		switch x := c.(type) {

@@ -25,6 +25,14 @@
 // upload; a [Watchdog] on each publisher probes the shared address and
 // re-publishes when it stops answering.
 //
+// Instead of racing, the publishers of a group can run as Onionbalance-style
+// instances: each publishes its own address with [ListenConfig.Frontend]
+// set to the group's, and a balancer (package onion/balance) merges their
+// introduction points into the group's descriptor, so every instance
+// serves at once. [Server.FetchDescriptor] (HSFETCH), [Server.PostDescriptor]
+// (HSPOST), [Server.GetInfo] and [Server.GetConf] give such programs the
+// control-port operations they need without handing out the connection.
+//
 // With [ListenConfig.ExportCircuitID], tor tells the Listener which client
 // circuit each connection came on; [ConnContext] and [CircuitID] make it
 // available to handlers, for per-circuit rate limits and metrics.
@@ -54,8 +62,9 @@
 // Services come in two kinds. By default a service is ephemeral (tor's
 // ADD_ONION): it lives as long as the Server's control connection, so it
 // disappears with the Server even after a crash. ADD_ONION cannot set the
-// number of introduction points, the intro-point DoS defence or circuit-id
-// export; a service that uses any of them is a configured service instead
+// number of introduction points, the intro-point DoS defence, circuit-id
+// export or Onionbalance instance mode (Frontend); a service that uses any
+// of them is a configured service instead
 // (SETCONF with a HiddenServiceDir under [Server.DataDir]), and the Server
 // sends its whole set of configured services, plus the services already in
 // tor's own configuration, on every change, because SETCONF replaces all

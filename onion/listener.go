@@ -22,8 +22,8 @@ import (
 // value publishes a new random key on virtual port 80 with tor's defaults.
 //
 // tor's ADD_ONION command (an ephemeral service, owned by the Server's
-// control connection) cannot carry NumIntroPoints, IntroDoSDefense or
-// ExportCircuitID. A service using any of them is published instead as a
+// control connection) cannot carry NumIntroPoints, IntroDoSDefense,
+// ExportCircuitID or Frontend. A service using any of them is published instead as a
 // configured service: the Server writes the key into a HiddenServiceDir
 // under its DataDir and sends SETCONF. Because SETCONF replaces every
 // HiddenService* option of that tor, the Server always sends its complete set
@@ -74,10 +74,21 @@ type ListenConfig struct {
 	// re-publishes this service's descriptor when the address stops
 	// answering (see [Watchdog]).
 	Watchdog *Watchdog
+
+	// Frontend, if set, is the onion address of a group ("frontend")
+	// service whose descriptor lists this service's introduction points
+	// (see package onion/balance). tor then runs this service as an
+	// Onionbalance instance (HiddenServiceOnionBalanceInstance, with
+	// MasterOnionAddress in the service directory's ob_config): it also
+	// accepts introductions that clients make with the frontend's
+	// descriptor. The service keeps its own address, where its own
+	// descriptor (read by the balancer) is published. Makes this a
+	// configured service.
+	Frontend string
 }
 
 func (c *ListenConfig) configured() bool {
-	return c.NumIntroPoints != 0 || c.IntroDoSDefense || c.ExportCircuitID
+	return c.NumIntroPoints != 0 || c.IntroDoSDefense || c.ExportCircuitID || c.Frontend != ""
 }
 
 func (c *ListenConfig) validate() error {
@@ -97,6 +108,15 @@ func (c *ListenConfig) validate() error {
 	}
 	if w := c.Watchdog; w != nil && (w.Interval < 0 || w.Failures < 0 || w.Jitter < 0 || w.Timeout < 0) {
 		return errors.New("onion: listen: negative Watchdog setting")
+	}
+	if c.Frontend != "" {
+		a, err := ParseAddress(c.Frontend)
+		if err != nil {
+			return fmt.Errorf("onion: listen: Frontend: %w", err)
+		}
+		if c.Key != nil && a == c.Key.Address() {
+			return errors.New("onion: listen: Frontend is the service's own address")
+		}
 	}
 	return nil
 }
@@ -293,6 +313,13 @@ func (l *Listener) writeHSDir() error {
 	if err := l.key.Save(filepath.Join(l.hsDir, "hs_ed25519_secret_key")); err != nil {
 		return err
 	}
+	if l.cfg.Frontend != "" {
+		front, _ := ParseAddress(l.cfg.Frontend) // validated by Listen
+		conf := "MasterOnionAddress " + front + "\n"
+		if err := os.WriteFile(filepath.Join(l.hsDir, "ob_config"), []byte(conf), 0o600); err != nil {
+			return fmt.Errorf("onion: listen: %w", err)
+		}
+	}
 	return nil
 }
 
@@ -477,6 +504,9 @@ func (l *Listener) confArgs() []string {
 	}
 	if c.ExportCircuitID {
 		a = append(a, "HiddenServiceExportCircuitID=haproxy")
+	}
+	if c.Frontend != "" {
+		a = append(a, "HiddenServiceOnionBalanceInstance=1")
 	}
 	return a
 }

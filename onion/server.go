@@ -132,14 +132,16 @@ type Server struct {
 	socks    string
 	hsConfMu sync.Mutex // serialises SETCONF of configured services
 
-	mu         sync.Mutex
-	waiters    map[*eventWaiter]struct{}
-	listeners  map[*Listener]struct{} // published, not closed
-	ids        map[string]bool        // service ids published or being published
-	configured []*Listener            // services published through SETCONF, in order
-	isClosed   bool
-	ctrlClosed bool // the control connections are closed: no more commands
-	hsSeq      int
+	mu          sync.Mutex
+	waiters     map[*eventWaiter]struct{}
+	descWaiters map[*descWaiter]struct{} // FetchDescriptor and PostDescriptor
+	postLocks   map[string]chan struct{} // one descriptor operation per address and HSDir
+	listeners   map[*Listener]struct{}   // published, not closed
+	ids         map[string]bool          // service ids published or being published
+	configured  []*Listener              // services published through SETCONF, in order
+	isClosed    bool
+	ctrlClosed  bool // the control connections are closed: no more commands
+	hsSeq       int
 }
 
 // eventWaiter is notified of HS_DESC events with one of its actions for
@@ -179,6 +181,8 @@ func (s *Server) start(ctx context.Context) error {
 	}
 	s.lifeCtx, s.lifeStop = context.WithCancel(context.Background())
 	s.waiters = map[*eventWaiter]struct{}{}
+	s.descWaiters = map[*descWaiter]struct{}{}
+	s.postLocks = map[string]chan struct{}{}
 	s.listeners = map[*Listener]struct{}{}
 	s.ids = map[string]bool{}
 	s.dataDir = s.DataDir
@@ -351,7 +355,7 @@ func (s *Server) startEvents(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if _, err := c.SendRequest("SETEVENTS HS_DESC"); err != nil {
+	if _, err := c.SendRequest("SETEVENTS HS_DESC HS_DESC_CONTENT"); err != nil {
 		nc.Close()
 		return fmt.Errorf("onion: subscribe to HS_DESC events: %w", err)
 	}
@@ -376,6 +380,10 @@ func (s *Server) readEvents(c *control.Conn) {
 		if len(resp.Data) > 0 {
 			line = resp.Data[0]
 		}
+		if strings.HasPrefix(line, "HS_DESC_CONTENT ") {
+			s.descContent(line)
+			continue
+		}
 		f := strings.Fields(line)
 		// HS_DESC Action HSAddress AuthType HsDir ...
 		if len(f) < 3 || f[0] != "HS_DESC" {
@@ -394,6 +402,7 @@ func (s *Server) readEvents(c *control.Conn) {
 			}
 		}
 		s.mu.Unlock()
+		s.descEvent(f)
 	}
 }
 

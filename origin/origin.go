@@ -5,6 +5,7 @@ package origin
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -16,6 +17,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/onioncdn/onioncdn/internal/rfc9111"
 )
 
 // Handler serves the files of FS. The zero value serves nothing: set FS.
@@ -156,7 +159,47 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	default:
 		w.Header().Set("Cache-Control", "public, max-age="+maxAge(orDefault(h.DefaultMaxAge, 5*time.Minute)))
 	}
+	if _, ok := r.Header["Range"]; ok {
+		r = limitRange(r, content)
+	}
 	http.ServeContent(w, r, name, st.ModTime(), content)
+}
+
+// limitRange returns r with its Range field rewritten by the range rule of
+// the CDN's caches (coalesced, at most rfc9111.MaxRanges ranges, overlaps
+// adding up to more than the file ignored), so that no Range makes the
+// origin send many times a file's size: http.ServeContent alone honours
+// any number of ranges. A field the rule ignores is removed (the whole
+// file is sent); an unsatisfiable one is answered 416.
+func limitRange(r *http.Request, content io.ReadSeeker) *http.Request {
+	var value string
+	size, err := content.Seek(0, io.SeekEnd)
+	if _, serr := content.Seek(0, io.SeekStart); err == nil && serr == nil && len(r.Header["Range"]) == 1 {
+		ranges, err := rfc9111.ParseRange(r.Header["Range"][0], size)
+		switch {
+		case errors.Is(err, rfc9111.ErrUnsatisfiable):
+			value = "bytes=" + strconv.FormatInt(size, 10) + "-"
+		case len(ranges) > 0:
+			var b strings.Builder
+			b.WriteString("bytes=")
+			for i, rg := range ranges {
+				if i > 0 {
+					b.WriteByte(',')
+				}
+				b.WriteString(strconv.FormatInt(rg.Start, 10) + "-" + strconv.FormatInt(rg.Start+rg.Length-1, 10))
+			}
+			value = b.String()
+		}
+	}
+	r2 := new(http.Request)
+	*r2 = *r
+	r2.Header = r.Header.Clone()
+	if value == "" {
+		delete(r2.Header, "Range")
+	} else {
+		r2.Header["Range"] = []string{value}
+	}
+	return r2
 }
 
 func (h *Handler) cors(w http.ResponseWriter, r *http.Request) {

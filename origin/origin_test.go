@@ -1,8 +1,12 @@
 package origin
 
 import (
+	"io"
+	"mime"
+	"mime/multipart"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 	"testing/fstest"
@@ -119,5 +123,93 @@ func TestBadRequests(t *testing.T) {
 	}
 	if w := do(&Handler{}, "GET", "/x"); w.Code != 404 {
 		t.Errorf("zero Handler: %d, want 404", w.Code)
+	}
+}
+
+// spaced returns n one-byte range-specs with a gap between them
+// ("0-0,2-2,4-4…"), adjacent returns n touching ones ("0-0,1-1,…").
+func spaced(n int) string   { return rangeSpecs(n, 2) }
+func adjacent(n int) string { return rangeSpecs(n, 1) }
+
+func rangeSpecs(n, step int) string {
+	var b strings.Builder
+	b.WriteString("bytes=")
+	for i := range n {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		p := strconv.Itoa(i * step)
+		b.WriteString(p + "-" + p)
+	}
+	return b.String()
+}
+
+// Issue 16: 1,000 one-byte ranges of a 10 KB file got 144,846 bytes from
+// the origin's file server. No Range makes it send much more than the file.
+func TestIssue16RangeAmplification(t *testing.T) {
+	const size = 10240
+	body := strings.Repeat("0123456789abcdef", size/16)
+	h := &Handler{FS: fstest.MapFS{"f.bin": {Data: []byte(body), ModTime: time.Unix(1_700_000_000, 0)}}}
+	const overhead = 16 * 200 // part headers of at most 16 parts
+	for _, tc := range []struct {
+		name, rng string
+		status    int
+		parts     int // multipart parts, 0 for a single body
+		bodyLen   int // exact length for non-multipart answers
+	}{
+		{name: "thousand_adjacent", rng: adjacent(1000), status: 200, bodyLen: size},
+		{name: "thousand_spaced", rng: spaced(1000), status: 200, bodyLen: size},
+		{name: "fifty_adjacent_coalesced", rng: adjacent(50), status: 206, bodyLen: 50},
+		{name: "seventeen_spaced", rng: spaced(17), status: 200, bodyLen: size},
+		{name: "sixteen_spaced", rng: spaced(16), status: 206, parts: 16},
+		{name: "overlapping_whole", rng: "bytes=0-,0-,0-", status: 200, bodyLen: size},
+		{name: "unsatisfiable", rng: "bytes=20000-", status: 416, bodyLen: 0},
+		{name: "single", rng: "bytes=100-199", status: 206, bodyLen: 100},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			req := httptest.NewRequest("GET", "/f.bin", nil)
+			req.Header.Set("Range", tc.rng)
+			w := httptest.NewRecorder()
+			h.ServeHTTP(w, req)
+			if req.Header.Get("Range") != tc.rng {
+				t.Errorf("caller's request modified")
+			}
+			if w.Code != tc.status {
+				t.Fatalf("status %d, want %d", w.Code, tc.status)
+			}
+			n := w.Body.Len()
+			if n > size+overhead {
+				t.Fatalf("%d body bytes for a %d-byte file", n, size)
+			}
+			if tc.parts == 0 {
+				if tc.status != 416 && n != tc.bodyLen {
+					t.Errorf("body %d bytes, want %d", n, tc.bodyLen)
+				}
+				return
+			}
+			_, params, err := mime.ParseMediaType(w.Header().Get("Content-Type"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			mr := multipart.NewReader(w.Body, params["boundary"])
+			parts := 0
+			for {
+				p, err := mr.NextPart()
+				if err == io.EOF {
+					break
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+				b, _ := io.ReadAll(p)
+				if len(b) != 1 {
+					t.Errorf("part %d has %d bytes", parts, len(b))
+				}
+				parts++
+			}
+			if parts != tc.parts {
+				t.Errorf("%d parts, want %d", parts, tc.parts)
+			}
+		})
 	}
 }

@@ -17,6 +17,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/onioncdn/onioncdn/internal/rwrec"
 )
 
 // Defaults of the zero-valued [Agent] fields.
@@ -320,12 +322,12 @@ func (m *Meter) Snapshot() MeterSnapshot {
 func (m *Meter) Middleware(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		m.active.Add(1)
-		mw := &meterWriter{ResponseWriter: w, m: m}
+		mw := &rwrec.Writer{ResponseWriter: w, OnWrite: func(n int64) { m.bytes.Add(uint64(n)) }}
 		returned := false
 		defer func() {
 			m.active.Add(-1)
 			m.requests.Add(1)
-			if !returned || mw.status >= 500 { // !returned: h panicked
+			if !returned || mw.Status >= 500 { // !returned: h panicked
 				m.errs.Add(1)
 			}
 		}()
@@ -333,34 +335,3 @@ func (m *Meter) Middleware(h http.Handler) http.Handler {
 		returned = true
 	})
 }
-
-// meterWriter counts body bytes and remembers the status code.
-type meterWriter struct {
-	http.ResponseWriter
-	m      *Meter
-	status int
-}
-
-func (w *meterWriter) WriteHeader(code int) {
-	if w.status == 0 && code >= 200 {
-		w.status = code
-	}
-	w.ResponseWriter.WriteHeader(code)
-}
-
-func (w *meterWriter) Write(p []byte) (int, error) {
-	if w.status == 0 {
-		w.status = http.StatusOK
-	}
-	n, err := w.ResponseWriter.Write(p)
-	w.m.bytes.Add(uint64(n))
-	return n, err
-}
-
-// Flush passes through to the underlying writer when it supports flushing.
-func (w *meterWriter) Flush() {
-	_ = http.NewResponseController(w.ResponseWriter).Flush()
-}
-
-// Unwrap returns the wrapped writer, for [http.ResponseController].
-func (w *meterWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }

@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/onioncdn/onioncdn/internal/rwrec"
 )
 
 // agentRig is a router on an httptest server with two loopback groups and
@@ -230,7 +232,7 @@ func TestMeterCountsPanicsAndUnwraps(t *testing.T) {
 	if s != (MeterSnapshot{Active: 0, Requests: 2, Bytes: 2, Errors: 1}) {
 		t.Fatalf("snapshot %+v", s)
 	}
-	var _ interface{ Unwrap() http.ResponseWriter } = &meterWriter{}
+	var _ interface{ Unwrap() http.ResponseWriter } = &rwrec.Writer{}
 }
 
 func TestAgentClampsSampledLoad(t *testing.T) {

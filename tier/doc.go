@@ -15,6 +15,11 @@
 // component with its own package, with the settings you want, and hand
 // them to a [Tier], which:
 //
+//   - puts a Limiter (package limit) in front of everything: request size
+//     bounds (431/414/413), per-circuit rate, concurrency and bandwidth
+//     limits (429) on an onion listener with circuit-id export, and
+//     shedding of misses and prefetches (503) when the tier is overloaded,
+//     while hits are still served;
 //   - attaches the Prefetcher to the Cache (client sessions are Tor
 //     circuits) and the Agent's meter and hit-ratio sample to the handler,
 //     and strips players' CMCD where requests enter, leaving what it says

@@ -15,7 +15,9 @@ import (
 	"github.com/onioncdn/onioncdn/cache"
 	"github.com/onioncdn/onioncdn/cache/heldwrite"
 	"github.com/onioncdn/onioncdn/hls"
+	"github.com/onioncdn/onioncdn/limit"
 	"github.com/onioncdn/onioncdn/onion"
+	"github.com/onioncdn/onioncdn/onion/balance"
 	"github.com/onioncdn/onioncdn/route"
 )
 
@@ -43,13 +45,18 @@ const (
 //
 //  1. the router agent sends its last report, marking the edge unhealthy,
 //     so the router stops sending clients here;
-//  2. the listeners close and requests in progress finish
+//  2. the group publisher, if any, stops (its standbys take over);
+//  3. the listeners close and requests in progress finish
 //     (http.Server.Shutdown);
-//  3. the cache's fills and background revalidations finish;
-//  4. the prefetcher stops;
-//  5. the upstream transport closes its connections (Tor circuits);
-//  6. the store closes;
-//  7. tor stops (last: the drain above went through it).
+//  4. the cache's fills and background revalidations finish;
+//  5. the prefetcher stops;
+//  6. the upstream transport closes its connections (Tor circuits);
+//  7. the store closes;
+//  8. tor stops (last: the drain above went through it).
+//
+// In front of everything, a Limiter (package limit) protects the tier from
+// its clients by default: bounded requests, per-circuit rate, concurrency
+// and bandwidth, and shedding of upstream work under overload.
 //
 // Only Cache or Handler is required; every other field's zero value is a
 // sensible default or leaves that part out. Exported fields may not be
@@ -88,6 +95,26 @@ type Tier struct {
 	// Cache's hit ratio (cache.Stats.HitRatio), and runs it; Shutdown
 	// stops it first, after its last report says the tier is going away.
 	Agent *route.Agent
+
+	// Limiter protects the tier from its clients (package limit): request
+	// size bounds, per-client (per-circuit, with circuit-id export) rate,
+	// concurrency and bandwidth, and overload shedding. Start puts it in
+	// front of everything else, installs its AdmitMiss as the Cache's
+	// (unless one is set) and before prefetches, and lets it configure the
+	// http.Server. If nil, a Limiter with limit's defaults is used, unless
+	// NoLimiter is set.
+	Limiter *limit.Limiter
+
+	// NoLimiter serves without a Limiter (for a tier behind a front that
+	// limits its clients already).
+	NoLimiter bool
+
+	// Publisher, if set, publishes the group's address for this tier and
+	// others (package onion/balance); Start starts it, and Shutdown closes
+	// it right after the agent, before the drain: the descriptors it
+	// uploaded keep listing this tier for a while, and the other
+	// publishers of the group (standbys) take over.
+	Publisher *balance.Publisher
 
 	// Transport, if set, is closed after the cache has drained: typically
 	// the *upstream.Transport under the Cache.
@@ -164,6 +191,14 @@ func (t *Tier) start() error {
 		}
 		h = t.Cache
 	}
+	lim := t.Limiter
+	if lim == nil && !t.NoLimiter {
+		lim = &limit.Limiter{Logger: t.log.With("part", "limit")}
+		t.Limiter = lim
+	}
+	if lim != nil && t.Cache != nil && t.Cache.AdmitMiss == nil {
+		t.Cache.AdmitMiss = lim.AdmitMiss
+	}
 	if pf := t.Prefetcher; pf != nil {
 		if t.Cache == nil {
 			return fmt.Errorf("tier %s: a Prefetcher needs the Cache", t.name())
@@ -173,6 +208,16 @@ func (t *Tier) start() error {
 		}
 		if pf.Session == nil {
 			pf.Session = circuitSession
+		}
+		if lim != nil {
+			// An overloaded tier does no speculative upstream work.
+			fetch := pf.Fetch
+			pf.Fetch = func(ctx context.Context, r *http.Request) error {
+				if !lim.AdmitMiss(r) {
+					return errShed
+				}
+				return fetch(ctx, r)
+			}
 		}
 		h = pf.Wrap(h)
 	}
@@ -195,6 +240,9 @@ func (t *Tier) start() error {
 		h = a.Middleware(h)
 	}
 	h = &hls.CMCDFilter{Next: h, Forward: t.ForwardCMCD}
+	if lim != nil {
+		h = lim.Handler(h) // outermost: refused requests cost no prefetch nor load
+	}
 	t.handler = h
 	srv := &http.Server{
 		Handler:           h,
@@ -204,10 +252,21 @@ func (t *Tier) start() error {
 		ConnContext:       ConnContext,
 		ErrorLog:          slog.NewLogLogger(t.log.Handler(), slog.LevelDebug),
 	}
+	if lim != nil {
+		lim.ConfigureServer(srv) // fills only the fields left zero above
+	}
 	if !t.NoHeldWrites {
 		srv.Handler = heldwrite.Wrap(h)
 	}
 	t.srv = srv
+	if p := t.Publisher; p != nil {
+		if p.Logger == nil {
+			p.Logger = t.log.With("part", "balance")
+		}
+		if err := p.Start(); err != nil {
+			return fmt.Errorf("tier %s: %w", t.name(), err)
+		}
+	}
 	if a := t.Agent; a != nil {
 		ctx, stop := context.WithCancel(context.Background())
 		t.agentStop, t.agentDone = stop, make(chan struct{})
@@ -229,6 +288,9 @@ func circuitSession(r *http.Request) string {
 	}
 	return ""
 }
+
+// errShed is a prefetch's error while the tier sheds upstream work.
+var errShed = errors.New("tier: prefetch shed: the tier is overloaded")
 
 func or[T int | time.Duration](v, def T) T {
 	if v > 0 {
@@ -318,6 +380,11 @@ func (t *Tier) Shutdown(ctx context.Context) error {
 		select {
 		case <-t.agentDone:
 		case <-ctx.Done():
+		}
+	}
+	if t.Publisher != nil {
+		if err := t.Publisher.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+			errs = append(errs, fmt.Errorf("tier %s: %w", t.name(), err))
 		}
 	}
 	if err := t.srv.Shutdown(ctx); err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -337,5 +338,40 @@ func TestCMCD(t *testing.T) {
 				t.Errorf("origin saw %q; want the hinted /v/s3.ts", seen)
 			}
 		})
+	}
+}
+
+// TestDefaultLimits: a Tier protects itself from its clients by default
+// (package limit): too many header fields get 431, a URI too long 414,
+// and the cache sheds misses through the same Limiter.
+func TestDefaultLimits(t *testing.T) {
+	origin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
+	defer origin.Close()
+	u, _ := url.Parse(origin.URL)
+	c := &cache.Cache{Upstream: u}
+	tt := &tier.Tier{Cache: c}
+	ln, base := listen(t)
+	go tt.Serve(ln)
+	defer tt.Shutdown(context.Background())
+	req, _ := http.NewRequest("GET", base+"/a", nil)
+	for i := range 150 {
+		req.Header.Set(fmt.Sprintf("X-F%d", i), "v")
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
+		t.Errorf("150 header fields: %d, want 431", resp.StatusCode)
+	}
+	if code, _, _ := fetch(t, base+"/"+strings.Repeat("x", 9<<10)); code != http.StatusRequestURITooLong {
+		t.Errorf("9 KiB URI: %d, want 414", code)
+	}
+	if code, body, _ := fetch(t, base+"/a"); code != 200 || body != "ok" {
+		t.Errorf("normal request: %d %q", code, body)
+	}
+	if c.AdmitMiss == nil || tt.Limiter == nil {
+		t.Error("the cache's AdmitMiss is not the tier's Limiter")
 	}
 }

@@ -47,11 +47,25 @@
 //     discarded; if no other upstream is healthy the 5xx is returned as
 //     is). A response that has started is never retried: an error while
 //     reading its body reaches the caller. A pooled connection that turns
-//     out to be dead before any response byte (the far side closed it, as
-//     an upstream restart does to all of them) is replaced transparently
-//     for such requests on the same upstream, at most twice, so a request
-//     that itself kills its upstream is not resent once per pooled
-//     connection.
+//     out to have been dead before the request reached the upstream (the
+//     far side closed it, as an upstream restart or an idle timeout does)
+//     is replaced once, transparently, for such requests on the same
+//     upstream. The Transport tells it from an upstream that worked on the
+//     request and then aborted by timing: the connection failed, with no
+//     response byte, sooner after the request was written than the
+//     fastest response this upstream ever gave (or while the request was
+//     being written), so the close was under way before the request
+//     arrived. Anything slower is an upstream failure, never resent on the
+//     same upstream. A request therefore reaches at most two upstream
+//     attempts that may have been acted on: no client can multiply
+//     upstream work, whatever it makes the upstream do.
+//   - blames clients for their own faults: when reading the request body
+//     fails (malformed chunked framing, a body shorter than its
+//     Content-Length, a size limit), RoundTrip returns an error wrapping
+//     [ErrRequestBody] and the body's error; the upstream's health does
+//     not change, nothing is retried, and the event is logged at Debug
+//     level. A handler answers such a request with 400 (413 for an
+//     [net/http.MaxBytesError]).
 //   - times out like Tor needs: dials (circuit build) after
 //     [Transport.DialTimeout] (60 s), response headers after
 //     [Transport.ResponseHeaderTimeout] (60 s). Errors read
@@ -93,7 +107,13 @@
 // The Transport is built not to reveal more than the request path to the
 // next tier. It removes hop-by-hop headers (and those named in Connection)
 // in both directions and never forwards X-Forwarded-*, Forwarded, Via,
-// X-Real-IP or circuit-id headers, nor adds any of them. It sends no
+// X-Real-IP or circuit-id headers, nor adds any of them. Trace and
+// correlation ids (Traceparent, Tracestate, Baggage, X-Request-Id,
+// X-Correlation-Id, X-B3-*, Uber-Trace-Id, X-Amzn-Trace-Id, Sentry-Trace
+// and similar) and a request's Cache-Status are removed unless listed in
+// [Transport.ForwardHeaders]. A Range field is forwarded only within the
+// caches' range rule (coalesced, at most 16 ranges), so no client can make
+// an upstream send many times an object's size. It sends no
 // User-Agent unless [Transport.UserAgent] or the caller sets one (never
 // Go's default), and removes Server, X-Powered-By and similar headers from
 // responses unless [Transport.KeepServerHeaders] is set. It logs hosts and paths,

@@ -464,7 +464,7 @@ func (t *Transport) control(ctx context.Context, p *pool, c *conn, method string
 		Header:     http.Header{"User-Agent": {t.UserAgent}},
 		Host:       p.u.host,
 	}).WithContext(ctx)
-	resp, stop, _, err := t.exchange(ctx, p, c, req)
+	resp, stop, _, _, err := t.exchange(ctx, p, c, req)
 	if err != nil {
 		return -1
 	}
@@ -529,8 +529,12 @@ func (t *Transport) probe(ctx context.Context, p *pool) {
 // exchange writes out on c and reads the response headers. On success the
 // caller owns c and must call stop (which reports whether ctx did not end
 // meanwhile) before reusing or discarding c. On error c has been
-// discarded; started reports whether any response byte had arrived.
-func (t *Transport) exchange(ctx context.Context, p *pool, c *conn, out *http.Request) (resp *http.Response, stop func() bool, started bool, err error) {
+// discarded; started reports whether any response byte had arrived, and
+// early whether the failure came before the upstream can have acted on the
+// request: while writing it, or, with no response byte, sooner after it
+// was written than the fastest response this upstream ever gave (the close
+// must then have left the upstream before the request arrived there).
+func (t *Transport) exchange(ctx context.Context, p *pool, c *conn, out *http.Request) (resp *http.Response, stop func() bool, started, early bool, err error) {
 	u := p.u
 	c.uses++
 	stop = context.AfterFunc(ctx, func() { c.nc.Close() })
@@ -547,11 +551,12 @@ func (t *Transport) exchange(ctx context.Context, p *pool, c *conn, out *http.Re
 		err = c.bw.Flush()
 	}
 	if err != nil {
-		return nil, nil, false, fail("write request to", err)
+		return nil, nil, false, true, fail("write request to", err)
 	}
+	wrote := time.Now()
 	rht := orDefault(t.ResponseHeaderTimeout, DefaultResponseHeaderTimeout)
 	if rht > 0 {
-		c.nc.SetReadDeadline(time.Now().Add(rht))
+		c.nc.SetReadDeadline(wrote.Add(rht))
 	}
 	c.cr.n = int64(c.br.Buffered())
 	for {
@@ -562,28 +567,48 @@ func (t *Transport) exchange(ctx context.Context, p *pool, c *conn, out *http.Re
 		// 1xx informational responses have no body: read the next one.
 	}
 	started = c.cr.n > 0
+	elapsed := time.Since(wrote)
 	if err != nil {
 		if rht > 0 && isTimeout(err) && ctx.Err() == nil {
 			stop()
 			p.discard(c)
-			return nil, nil, started, fmt.Errorf("upstream: response header timeout after %s from %s: %w: %w", rht, u.host, context.DeadlineExceeded, err)
+			return nil, nil, started, false, fmt.Errorf("upstream: response header timeout after %s from %s: %w: %w", rht, u.host, context.DeadlineExceeded, err)
 		}
-		return nil, nil, started, fail("read response from", err)
+		fastest := u.minTTFB.Load()
+		early = !started && fastest > 0 && int64(elapsed) < fastest
+		return nil, nil, started, early, fail("read response from", err)
 	}
+	u.observeTTFB(elapsed)
 	if rht > 0 {
 		c.nc.SetReadDeadline(time.Time{})
 	}
 	if ctx.Err() != nil {
 		resp.Body.Close()
-		return nil, nil, true, fail("read response from", ctx.Err())
+		return nil, nil, true, false, fail("read response from", ctx.Err())
 	}
 	if resp.StatusCode == http.StatusSwitchingProtocols {
 		resp.Body.Close()
-		return nil, nil, true, fail("read response from", errors.New("protocol switch not supported"))
+		return nil, nil, true, false, fail("read response from", errors.New("protocol switch not supported"))
 	}
 	if out.Close {
 		resp.Close = true
 	}
 	hygiene.CleanResponse(resp.Header, !t.KeepServerHeaders)
-	return resp, stop, true, nil
+	return resp, stop, true, false, nil
+}
+
+// observeTTFB lowers u's fastest response time to d.
+func (u *upstreamState) observeTTFB(d time.Duration) {
+	if d <= 0 {
+		return
+	}
+	for {
+		cur := u.minTTFB.Load()
+		if cur != 0 && cur <= int64(d) {
+			return
+		}
+		if u.minTTFB.CompareAndSwap(cur, int64(d)) {
+			return
+		}
+	}
 }

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/onioncdn/onioncdn/internal/hygiene"
+	"github.com/onioncdn/onioncdn/internal/rfc9111"
 )
 
 // Defaults used when the corresponding [Transport] field is zero.
@@ -38,6 +39,16 @@ const (
 	maxDialBackoff = time.Minute
 	maxDrain       = 64 << 10 // bytes read from a keep-alive or probe response
 )
+
+// ErrRequestBody is wrapped by the error RoundTrip returns when reading the
+// caller's request body failed while it was being sent: a malformed or
+// truncated body from the client (a chunk size that overflows, a bad
+// chunked framing, a body shorter than its Content-Length, a body over a
+// size limit). That is the client's fault, not the upstream's: the
+// upstream is not marked unhealthy, the request is not retried, and the
+// error wraps the body's own error too (for example an
+// [*http.MaxBytesError]). A handler should answer 400 (or 413).
+var ErrRequestBody = errors.New("upstream: reading the request body failed")
 
 // Transport is an [http.RoundTripper] that sends every request to one of a
 // fixed set of upstream base URLs over pooled HTTP/1.1 keep-alive
@@ -107,6 +118,17 @@ type Transport struct {
 	// X-AspNet-Version, X-Generator, Via, …). If false (the default) they
 	// are removed: they would reveal the origin behind the onion service.
 	KeepServerHeaders bool
+
+	// ForwardHeaders lists trace and correlation headers to forward
+	// (case-insensitive; "X-B3-*" keeps a family). If empty, none is:
+	// Traceparent, Tracestate, Baggage, X-Request-Id, X-Correlation-Id,
+	// X-B3-*, B3, Uber-Trace-Id, X-Amzn-Trace-Id, X-Cloud-Trace-Context,
+	// Sentry-Trace, a request's Cache-Status and similar headers are
+	// removed, because they link one client's requests across tiers.
+	// Hop-by-hop headers and headers carrying client addresses or circuit
+	// ids are removed whatever it says. A cache in front of the Transport
+	// removes them first: list them there too (cache.Cache.ForwardHeaders).
+	ForwardHeaders []string
 
 	// TLSClientConfig is used for https upstreams. If nil, the default
 	// configuration with the upstream's host as server name. Only
@@ -229,6 +251,11 @@ type upstreamState struct {
 	pools  map[string]*pool
 
 	inFlight atomic.Int64
+
+	// minTTFB is the shortest time from a request written to its
+	// response header, in nanoseconds (0: none yet). A failure sooner
+	// than that cannot be the upstream's answer to the request.
+	minTTFB atomic.Int64
 
 	// guarded by Transport.mu
 	fails     int
@@ -652,6 +679,11 @@ func (t *Transport) RoundTrip(r *http.Request) (*http.Response, error) {
 	tried := make([]bool, len(t.ups))
 	log := t.logger()
 
+	// A request reaches at most two upstream attempts that may have been
+	// acted on (this one and one retry), whatever goes wrong: a client must
+	// not be able to multiply upstream work. A new connection in place of
+	// a pooled one that was dead before the request reached it does not
+	// count (see attempt).
 	var lastErr error
 	for attempt := 0; attempt < 2; attempt++ {
 		u := t.pick(tried, attempt > 0)
@@ -676,6 +708,11 @@ func (t *Transport) RoundTrip(r *http.Request) (*http.Response, error) {
 			u.inFlight.Add(-1)
 			lastErr = err
 			if ctx.Err() != nil {
+				return nil, err
+			}
+			if errors.Is(err, ErrRequestBody) {
+				// The client's fault: no health change, no retry.
+				log.Debug("upstream request body failed", "upstream", u.host, "method", r.Method, "path", r.URL.Path, "err", err)
 				return nil, err
 			}
 			t.markFailure(u, "request", err)
@@ -769,7 +806,21 @@ func (t *Transport) outgoing(ctx context.Context, r *http.Request, u *upstreamSt
 	if out.Header == nil {
 		out.Header = make(http.Header)
 	}
-	hygiene.CleanRequest(out.Header)
+	hygiene.CleanRequestExcept(out.Header, t.ForwardHeaders)
+	if v, ok := out.Header["Range"]; ok {
+		// No Range field that makes the upstream send many times an
+		// object's size (see rfc9111.ForwardRange).
+		f, ok := "", false
+		if len(v) == 1 && (out.Method == http.MethodGet || out.Method == http.MethodHead || out.Method == "") {
+			f, ok = rfc9111.ForwardRange(v[0])
+		}
+		if ok {
+			out.Header["Range"] = []string{f}
+		} else {
+			delete(out.Header, "Range")
+			delete(out.Header, "If-Range")
+		}
+	}
 	out.Header.Del("Expect") // 100-continue is not implemented: the body is sent at once
 	if _, ok := out.Header["User-Agent"]; !ok {
 		out.Header["User-Agent"] = []string{t.UserAgent}
@@ -820,14 +871,12 @@ func (t *Transport) checkSite(site string) error {
 	return nil
 }
 
-// maxStaleRetries bounds how often one attempt replaces a dead pooled
-// connection.
-const maxStaleRetries = 2
-
-// attempt sends r to u once, and again on another connection if a
-// connection taken from the idle pool turns out to be dead before any
-// response byte arrived (only for retryable requests). On success the
-// response body's close or EOF ends the request's in-flight count.
+// attempt sends r to u once, and once more on a new connection if a
+// connection taken from the idle pool turns out to have been dead before
+// the request reached the upstream (only for retryable requests). Either
+// way, at most one send per attempt can have been acted on upstream. On
+// success the response body's close or EOF ends the request's in-flight
+// count.
 func (t *Transport) attempt(ctx context.Context, r *http.Request, u *upstreamState, site string, body io.ReadCloser, retryable bool) (*http.Response, bool, error) {
 	t.mu.Lock()
 	p, err := t.poolLocked(u, site)
@@ -835,14 +884,13 @@ func (t *Transport) attempt(ctx context.Context, r *http.Request, u *upstreamSta
 	if err != nil {
 		return nil, false, err
 	}
-	for try := 0; ; try++ {
-		// The last retry dials a new connection: when the far side
-		// closed the whole pool, more idle connections are dead too.
+	skipIdle := false
+	for {
 		trace := httptrace.ContextClientTrace(ctx)
 		if trace != nil && trace.GetConn != nil {
 			trace.GetConn(u.host)
 		}
-		c, fromIdle, dialed, err := p.get(ctx, try == maxStaleRetries)
+		c, fromIdle, dialed, err := p.get(ctx, skipIdle)
 		if dialed {
 			u.coldDials.Add(1)
 		}
@@ -858,15 +906,28 @@ func (t *Transport) attempt(ctx context.Context, r *http.Request, u *upstreamSta
 		} else {
 			u.fresh.Add(1)
 		}
-		out := t.outgoing(ctx, r, u, body)
-		resp, stop, started, err := t.exchange(ctx, p, c, out)
+		var tb *trackedBody
+		var ob io.ReadCloser
+		if body != nil {
+			tb = &trackedBody{rc: body}
+			ob = tb
+		}
+		out := t.outgoing(ctx, r, u, ob)
+		resp, stop, started, early, err := t.exchange(ctx, p, c, out)
 		if err != nil {
-			// A pooled connection the far side closed just before we
-			// wrote on it (an upstream restart closes them all): try
-			// another, at most twice. The bound keeps a request that
-			// itself kills its upstream from being resent once per
-			// pooled connection.
-			if !started && fromIdle && retryable && try < maxStaleRetries && ctx.Err() == nil {
+			if tb != nil && tb.err != nil {
+				// Reading the client's body failed: its fault, not
+				// the upstream's (the connection has been discarded).
+				return nil, false, fmt.Errorf("%w: %w", ErrRequestBody, tb.err)
+			}
+			// A pooled connection the far side had closed before our
+			// request reached it (an upstream restart closes them all;
+			// an idle timeout races with our write): send it once more
+			// on a new connection. A failure that may have come after
+			// the upstream acted on the request is never resent here:
+			// a request that makes its upstream abort must not cost
+			// one upstream request per pooled connection.
+			if !started && early && fromIdle && retryable && !skipIdle && ctx.Err() == nil {
 				u.stale.Add(1)
 				u.peerClosed.Add(1)
 				t.logger().Debug("upstream retry on new connection", "upstream", u.host, "err", err)
@@ -875,6 +936,7 @@ func (t *Transport) attempt(ctx context.Context, r *http.Request, u *upstreamSta
 						return nil, false, fmt.Errorf("upstream: get body for retry: %w", err)
 					}
 				}
+				skipIdle = true
 				continue
 			}
 			return nil, started, err
@@ -894,6 +956,24 @@ func (t *Transport) attempt(ctx context.Context, r *http.Request, u *upstreamSta
 		return resp, true, nil
 	}
 }
+
+// trackedBody records the first error reading the caller's request body
+// (other than EOF), so that a failure of the client's body is told apart
+// from a failure of the upstream connection.
+type trackedBody struct {
+	rc  io.ReadCloser
+	err error
+}
+
+func (b *trackedBody) Read(p []byte) (int, error) {
+	n, err := b.rc.Read(p)
+	if err != nil && err != io.EOF && b.err == nil {
+		b.err = err
+	}
+	return n, err
+}
+
+func (b *trackedBody) Close() error { return b.rc.Close() }
 
 // respBody returns the connection to the pool at EOF and discards it when
 // closed early or broken.

@@ -174,7 +174,13 @@ func TestWarmPool(t *testing.T) {
 	// a request right after still succeeds.
 	all := tr.Stats()
 	before := all.Upstreams[0].Dials
+	idleBefore := all.Upstreams[0].Idle
 	srv.CloseClientConnections()
+	// Wait until the idle watchers have seen every close: a request that
+	// takes a connection whose close is still in flight fails (issue 16:
+	// a request that fails after reaching the upstream is not resent, and
+	// a close racing the request looks the same).
+	waitStats(t, tr, "closes noticed", func(s Stats) bool { return s.Upstreams[0].PeerClosed >= uint64(idleBefore) })
 	if _, body := mustGet(t, tr, "http://ignored.example/c"); body != "ok" {
 		t.Fatalf("body %q", body)
 	}
@@ -1088,10 +1094,16 @@ func TestMinimalRequest(t *testing.T) {
 }
 
 // A request that kills its upstream's connection before any response byte
-// is not resent once per pooled connection: with 8 warm connections the
-// upstream sees it at most 3 times (one send, two retries).
+// is not resent once per pooled connection. Before any response was seen
+// the failure cannot be told from an abort after work: it is sent once.
+// Afterwards, a failure quicker than the upstream's fastest response is
+// taken for a dead pooled connection and resent once, on a new connection:
+// at most twice in all (issue 16).
 func TestRequestKillingUpstreamNotAmplified(t *testing.T) {
 	srv := newServer(t, func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/ok" {
+			return
+		}
 		c, _, err := http.NewResponseController(w).Hijack()
 		if err == nil {
 			c.Close()
@@ -1102,8 +1114,16 @@ func TestRequestKillingUpstreamNotAmplified(t *testing.T) {
 	if _, _, err := get(t, tr, "http://ignored.example/poison"); err == nil {
 		t.Fatal("request to an upstream that drops every connection succeeded")
 	}
-	if n := srv.hits.Load(); n < 1 || n > 3 {
-		t.Errorf("upstream received the request %d times, want 1..3", n)
+	if n := srv.hits.Load(); n != 1 {
+		t.Errorf("upstream received the request %d times, want 1", n)
+	}
+	mustGet(t, tr, "http://x/ok")
+	before := srv.hits.Load()
+	if _, _, err := get(t, tr, "http://ignored.example/poison"); err == nil {
+		t.Fatal("request to an upstream that drops every connection succeeded")
+	}
+	if n := srv.hits.Load() - before; n < 1 || n > 2 {
+		t.Errorf("upstream received the request %d times, want 1 or 2", n)
 	}
 }
 

@@ -209,7 +209,7 @@ func (w *writer) install(expect *entry) error {
 	if s.closed {
 		return errClosed()
 	}
-	cur := s.idx[w.sum]
+	cur, _ := s.idx.Peek(w.sum)
 	if expect != nil && cur != expect {
 		return cache.ErrNotFound
 	}
@@ -221,8 +221,7 @@ func (w *writer) install(expect *entry) error {
 		s.dropLocked(cur)
 	}
 	e := &entry{sum: w.sum, size: w.reserved, metaLen: w.hdr.metaLen}
-	e.elem = s.lru.PushFront(e)
-	s.idx[w.sum] = e
+	s.idx.Put(w.sum, e)
 	s.pending -= w.reserved
 	w.reserved = 0
 	return nil

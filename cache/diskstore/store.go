@@ -3,7 +3,6 @@ package diskstore
 import (
 	"bytes"
 	"cmp"
-	"container/list"
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
@@ -26,6 +25,7 @@ import (
 	"github.com/peterbourgon/diskv/v3"
 
 	"github.com/onioncdn/onioncdn/cache"
+	"github.com/onioncdn/onioncdn/internal/lru"
 )
 
 // DefaultMaxBytes is the bound of a Store whose Options.MaxBytes is zero.
@@ -104,9 +104,8 @@ type Store struct {
 	lock                *os.File
 
 	mu      sync.Mutex
-	idx     map[[32]byte]*entry
-	lru     list.List // of *entry, most recently used at the front
-	used    int64     // committed entries + pending
+	idx     lru.List[[32]byte, *entry] // most recently used first
+	used    int64                      // committed entries + pending
 	pending int64
 	closed  bool
 
@@ -119,7 +118,6 @@ type entry struct {
 	sum     [32]byte
 	size    int64 // file size
 	metaLen uint32
-	elem    *list.Element
 }
 
 // Open opens (creating it if needed) the store in dir, removes the temporary
@@ -142,7 +140,6 @@ func Open(dir string, opts Options) (*Store, error) {
 		sync:      !opts.NoSync,
 		verify:    !opts.NoVerify,
 		log:       opts.Logger,
-		idx:       make(map[[32]byte]*entry),
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
@@ -284,8 +281,7 @@ func (s *Store) rebuild() error {
 		return b.mtime.Compare(a.mtime)
 	})
 	for _, f := range all {
-		f.e.elem = s.lru.PushBack(f.e)
-		s.idx[f.e.sum] = f.e
+		s.idx.PutOldest(f.e.sum, f.e)
 		s.used += f.e.size
 	}
 	s.mu.Lock()
@@ -430,9 +426,9 @@ func (s *Store) Close() error {
 		return fmt.Errorf("diskstore: %w", net.ErrClosed)
 	}
 	s.closed = true
-	sums := make([][32]byte, 0, len(s.idx))
-	for e := s.lru.Front(); e != nil; e = e.Next() {
-		sums = append(sums, e.Value.(*entry).sum)
+	sums := make([][32]byte, 0, s.idx.Len())
+	for sum := range s.idx.All() {
+		sums = append(sums, sum)
 	}
 	s.mu.Unlock()
 	var errs []error
@@ -448,7 +444,7 @@ func (s *Store) Close() error {
 // Stats returns a snapshot of the store's gauges and counters.
 func (s *Store) Stats() Stats {
 	s.mu.Lock()
-	st := Stats{Objects: int64(len(s.idx)), Bytes: s.used - s.pending, PendingBytes: s.pending}
+	st := Stats{Objects: int64(s.idx.Len()), Bytes: s.used - s.pending, PendingBytes: s.pending}
 	s.mu.Unlock()
 	st.Evictions = s.evictions.Load()
 	st.CorruptDiscarded = s.corrupt.Load()
@@ -464,15 +460,17 @@ func errClosed() error { return fmt.Errorf("diskstore: %w", net.ErrClosed) }
 // whether they fit; if not, nothing is counted.
 func (s *Store) reserveLocked(n int64, keep *entry) bool {
 	for s.used+n > s.maxBytes {
-		el := s.lru.Back()
-		if el != nil && el.Value.(*entry) == keep {
-			el = el.Prev()
+		var victim *entry
+		for _, e := range s.idx.Backward() {
+			if e != keep {
+				victim = e
+				break
+			}
 		}
-		if el == nil {
+		if victim == nil {
 			return false
 		}
-		e := el.Value.(*entry)
-		s.removeLocked(e)
+		s.removeLocked(victim)
 		s.evictions.Add(1)
 	}
 	s.used += n
@@ -487,8 +485,7 @@ func (s *Store) releaseLocked(n int64) {
 
 // removeLocked drops e from the index and deletes its file.
 func (s *Store) removeLocked(e *entry) error {
-	s.lru.Remove(e.elem)
-	delete(s.idx, e.sum)
+	s.idx.Remove(e.sum)
 	s.used -= e.size
 	h := hex.EncodeToString(e.sum[:])
 	if err := s.dv.Erase(h); err != nil && !errors.Is(err, fs.ErrNotExist) {
@@ -502,8 +499,7 @@ func (s *Store) removeLocked(e *entry) error {
 // dropLocked removes e from the index without touching the file system
 // (its file was replaced by a rename).
 func (s *Store) dropLocked(e *entry) {
-	s.lru.Remove(e.elem)
-	delete(s.idx, e.sum)
+	s.idx.Remove(e.sum)
 	s.used -= e.size
 }
 
@@ -515,7 +511,7 @@ func (s *Store) discard(e *entry, reason string) {
 	s.log.Warn("diskstore: discarded invalid entry", "hash", h, "reason", reason)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.idx[e.sum] == e {
+	if cur, _ := s.idx.Peek(e.sum); cur == e {
 		s.removeLocked(e)
 	}
 }
@@ -548,12 +544,11 @@ func (s *Store) Open(ctx context.Context, key string) (cache.Object, error) {
 		s.mu.Unlock()
 		return nil, errClosed()
 	}
-	e, ok := s.idx[sum]
+	e, ok := s.idx.Get(sum)
 	if !ok {
 		s.mu.Unlock()
 		return nil, cache.ErrNotFound
 	}
-	s.lru.MoveToFront(e.elem)
 	s.mu.Unlock()
 
 	o, err := s.openEntry(e, h)
@@ -720,7 +715,7 @@ func (s *Store) UpdateMeta(ctx context.Context, key string, prev, meta []byte) e
 		s.mu.Unlock()
 		return errClosed()
 	}
-	e, ok := s.idx[sum]
+	e, ok := s.idx.Peek(sum)
 	s.mu.Unlock()
 	if !ok {
 		return cache.ErrNotFound
@@ -797,7 +792,7 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 	if s.closed {
 		return errClosed()
 	}
-	e, ok := s.idx[sum]
+	e, ok := s.idx.Peek(sum)
 	if !ok {
 		return cache.ErrNotFound
 	}

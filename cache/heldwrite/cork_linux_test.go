@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // tcpCork returns the TCP_CORK option of c.
@@ -81,6 +82,11 @@ func TestCork(t *testing.T) {
 		resp.Body.Close()
 		if len(b) != n {
 			t.Fatalf("%s: %d bytes", path, len(b))
+		}
+		// The handler records "after" once Wrap returned, which may be
+		// just after the client has the whole response.
+		for deadline := time.Now().Add(5 * time.Second); after.Load() == -1 && time.Now().Before(deadline); {
+			time.Sleep(time.Millisecond)
 		}
 	}
 	get("/large", len(body))

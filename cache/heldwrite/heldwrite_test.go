@@ -154,11 +154,16 @@ func TestNetHTTPAssumptions(t *testing.T) {
 	body := bytes.Repeat([]byte("z"), 10<<10)
 	path := filepath.Join(t.TempDir(), "body")
 	os.WriteFile(path, body, 0o600)
-	var afterFlush, atReturn, readFromArg atomic.Value
+	var afterFlush, atReturn, atNext, readFromArg atomic.Value
 	var cl *countingListener
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Length", strconv.Itoa(len(body)))
 		switch r.URL.Path {
+		case "/next":
+			// The next request on the same keep-alive connection starts
+			// once net/http has finished the previous one.
+			atNext.Store(cl.writes.Load())
+			w.Write(body)
 		case "/flush":
 			// 1. A write and a flush reach the connection from this
 			// goroutine before Flush returns.
@@ -208,8 +213,9 @@ func TestNetHTTPAssumptions(t *testing.T) {
 	}
 	// 3. Once the handler flushed a Content-Length response completely,
 	// net/http writes nothing more for it after the handler returns.
-	if n, _ := atReturn.Load().(int64); cl.writes.Load() != n {
-		t.Errorf("assumption broken: net/http wrote %d more times after the handler returned", cl.writes.Load()-n)
+	get("/next") // same connection (keep-alive)
+	if n, _ := atReturn.Load().(int64); atNext.Load().(int64) != n {
+		t.Errorf("assumption broken: net/http wrote %d more times after the handler returned", atNext.Load().(int64)-n)
 	}
 	r0 := cl.readFroms.Load()
 	get("/file")

@@ -22,6 +22,7 @@ import (
 	"github.com/onioncdn/onioncdn/hls"
 	"github.com/onioncdn/onioncdn/hls/hlstest"
 	"github.com/onioncdn/onioncdn/onion"
+	"github.com/onioncdn/onioncdn/onion/balance"
 	"github.com/onioncdn/onioncdn/oniontest"
 	"github.com/onioncdn/onioncdn/origin"
 	"github.com/onioncdn/onioncdn/route"
@@ -44,9 +45,16 @@ type clusterConfig struct {
 	// EdgeOnions gives each edge a second onion service of its own (in
 	// addition to the shared one), so a client can reach a chosen edge.
 	EdgeOnions bool
-	// Watchdog is the probe interval of the edges' watchdogs (Tor only).
-	// If zero, 10 s.
+	// Watchdog is the probe interval of the edges' watchdogs (Tor, race
+	// mode). If zero, 10 s.
 	Watchdog time.Duration
+	// Balance (Tor only) publishes the group's address with package
+	// onion/balance: each edge is a backend with a key of its own, and a
+	// publisher in each edge's process (edge-a primary, edge-b standby)
+	// lists both edges' introduction points, so both serve at once.
+	// Otherwise the edges race to publish the one shared key (the watchdog
+	// re-publishes when the answering edge dies).
+	Balance bool
 	// ReportInterval is the agents' report interval. If zero, 2 s.
 	ReportInterval time.Duration
 	// ExtraGroups are added to the router's configuration after the
@@ -65,7 +73,8 @@ type edgeNode struct {
 	tier   *tier.Tier
 	tr     *upstream.Transport
 	tor    *onion.Server
-	shared *onion.Listener // the group's shared onion (Tor mode)
+	shared *onion.Listener // the group's shared onion (race mode), or the edge's own as a backend (balance mode)
+	pub    *balance.Publisher
 	own    *onion.Listener // its own onion (EdgeOnions)
 	tcp    net.Listener    // TCP mode
 	rec    *recorder
@@ -168,11 +177,39 @@ func startCluster(ctx context.Context, cfg clusterConfig) (c *cluster, err error
 	}
 	for i, name := range []string{"edge-a", "edge-b"} {
 		shared := "shared onion key"
+		if cfg.Balance {
+			shared = "own onion, a backend of the group"
+		}
 		if !cfg.Tor {
 			shared = "TCP listener behind the front"
 		}
 		if err := phase(out, name+": "+shared+" → disk cache + HLS policy + prefetch → warm pool to the midtier; agent → router", func() error {
 			return c.startEdge(ctx, name, i)
+		}); err != nil {
+			return c, err
+		}
+	}
+	if cfg.Tor && cfg.Balance {
+		if err := phase(out, "balance: the primary publisher merges both edges' introduction points into the group's descriptor", func() error {
+			uctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+			defer cancel()
+			pub := c.edges[0].pub
+			if err := pub.Up(uctx); err != nil {
+				return err
+			}
+			// Up returns at the first upload; wait until every backend
+			// is listed (each is fetched and probed first).
+			st := pub.Stats()
+			for st.Reached < len(c.edges) {
+				select {
+				case <-uctx.Done():
+					return fmt.Errorf("only %d of %d edges in the group's descriptor: %w", st.Reached, len(c.edges), uctx.Err())
+				case <-time.After(200 * time.Millisecond):
+				}
+				st = pub.Stats()
+			}
+			c.say("group %s published: %d backends up, %d reached, %d introduction points, %d uploads", strings.TrimPrefix(c.sharedURL, "http://"), st.BackendsUp, st.Reached, st.IntroPoints, st.Uploads)
+			return nil
 		}); err != nil {
 			return c, err
 		}
@@ -280,8 +317,15 @@ func (c *cluster) startMidtier(ctx context.Context) error {
 	return nil
 }
 
-// sharedKey is the key both edges publish; groupOnion its address.
+// sharedKey is the group's key: both edges publish it (race mode), or
+// their publishers do (balance mode).
 func (c *cluster) sharedKeyFile() string { return filepath.Join(c.dir, "edge-group.key") }
+
+// backendKey is an edge's own key in balance mode.
+func (c *cluster) backendKey(name string) (*onion.Key, error) {
+	k, _, err := onion.LoadOrCreateKey(filepath.Join(c.dir, name+".key"))
+	return k, err
+}
 
 func (c *cluster) startRouter(ctx context.Context) error {
 	// The group's address must be known before the edges start: in Tor
@@ -407,6 +451,40 @@ func (c *cluster) startEdge(ctx context.Context, name string, i int) error {
 		if err != nil {
 			return err
 		}
+		if c.cfg.Balance {
+			// A backend of the group: its own key, and a publisher for the
+			// group in this process (edge-a primary, edge-b standby).
+			own, err := c.backendKey(name)
+			if err != nil {
+				return err
+			}
+			ol, err := e.tor.Listen(ctx, onion.ListenConfig{Key: own, Frontend: k.Address()})
+			if err != nil {
+				return err
+			}
+			e.shared = ol
+			var backends []string
+			for _, n := range []string{"edge-a", "edge-b"} {
+				bk, err := c.backendKey(n)
+				if err != nil {
+					return err
+				}
+				backends = append(backends, bk.Address())
+			}
+			e.pub = &balance.Publisher{Server: e.tor, Key: k, Backends: backends, TakeoverDelay: time.Duration(i) * 10 * time.Second,
+				ProbeInterval: 2 * time.Second, MinUploadInterval: 2 * time.Second, ObserveInterval: 5 * time.Second,
+				Logger: c.cfg.Log.With("tier", name, "part", "balance")}
+			if err := e.pub.Start(); err != nil {
+				return err
+			}
+			go e.tier.Serve(ol)
+			role := "primary"
+			if i > 0 {
+				role = "standby"
+			}
+			c.say("%s: backend onion %s published (%v); %s publisher of the group %s", name, ol.Onion(), time.Since(start).Round(time.Millisecond), role, k.Address())
+			return nil
+		}
 		ol, err := e.tor.Listen(ctx, onion.ListenConfig{Key: k, Watchdog: &onion.Watchdog{Interval: wd, Failures: 2, Jitter: wd / 4, Timeout: 2 * wd}})
 		if err != nil {
 			return err
@@ -481,6 +559,9 @@ func (c *cluster) Close() (left []int) {
 		var wg sync.WaitGroup
 		for _, e := range c.edges {
 			wg.Go(func() {
+				if e.pub != nil {
+					e.pub.Close()
+				}
 				if e.tier != nil {
 					e.tier.Shutdown(ctx)
 				} else if e.tor != nil {

@@ -272,3 +272,41 @@ func TestEndToEndOverTor(t *testing.T) {
 		}
 	})
 }
+
+// TestBalancedGroupOverTor (issue 15): in balance mode both edges of the
+// group serve at the group's one address: 16 requests on fresh circuits
+// reach both (all on one edge would happen with probability 2^-15 if
+// introductions were split evenly; a race-mode group sends all 16 to one).
+func TestBalancedGroupOverTor(t *testing.T) {
+	n := testNet.Get(t)
+	c, err := startCluster(t.Context(), clusterConfig{
+		Tor: true, Network: n, Segments: 3, SegmentDuration: time.Second, Balance: true, ReportInterval: 2 * time.Second,
+		Out: tlog{t},
+		Log: slog.New(slog.NewTextHandler(tlog{t}, &slog.HandlerOptions{Level: slog.LevelWarn})),
+	})
+	t.Cleanup(func() {
+		if left := c.Close(); len(left) > 0 {
+			t.Errorf("tor processes left running: %v", left)
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := map[string]int{}
+	for i := range 16 {
+		code, cs := fetch(t, c.client(fmt.Sprintf("balanced-%d", i)), c.sharedURL+"/master.m3u8")
+		if code != 200 {
+			t.Fatalf("request %d: status %d", i, code)
+		}
+		served[edgeOf(cs)]++
+	}
+	t.Logf("requests per edge: %v", served)
+	if served["edge-a"] == 0 || served["edge-b"] == 0 {
+		t.Errorf("requests per edge %v: want both edges serving", served)
+	}
+	for _, e := range c.edges {
+		if st := e.pub.Stats(); st.UploadRejected != 0 {
+			t.Errorf("%s: tor rejected %d uploads", e.name, st.UploadRejected)
+		}
+	}
+}

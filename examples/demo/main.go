@@ -67,6 +67,7 @@ type options struct {
 	noTor    bool
 	segDur   time.Duration
 	failover bool
+	race     bool
 	report   string
 	logLevel string
 	level    slog.Level
@@ -77,10 +78,11 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.SetOutput(stderr)
 	o := &options{}
 	fs.DurationVar(&o.duration, "duration", 30*time.Second, "media time each player plays")
-	fs.IntVar(&o.players, "players", 3, "simultaneous players")
+	fs.IntVar(&o.players, "players", 6, "simultaneous players (each on its own Tor circuit: in balance mode each lands on one edge of the group)")
 	fs.BoolVar(&o.noTor, "no-tor", false, "run the tiers over loopback TCP even if tor is installed")
 	fs.DurationVar(&o.segDur, "segment-duration", 2*time.Second, "duration of the generated HLS segments")
 	fs.BoolVar(&o.failover, "failover", false, "halfway through, kill the tor of the edge serving the viewers (Tor mode only)")
+	fs.BoolVar(&o.race, "descriptor-race", false, "publish the edge group the simple way: both edges publish the shared key and the last upload answers (one edge serves); default: a publisher merges both edges' introduction points (both serve)")
 	fs.StringVar(&o.report, "report", "", "also write the stream tester's HTML report (delivery time per segment) to this file")
 	fs.StringVar(&o.logLevel, "log-level", "warn", "log level of the components' logs on stderr: debug, info, warn or error")
 	fs.Usage = func() {
@@ -141,8 +143,8 @@ func run(ctx context.Context, o *options, out, logOut io.Writer) error {
 	segments := int((o.duration+o.segDur-1)/o.segDur) + 4
 	c, err := startCluster(ctx, clusterConfig{
 		Tor: useTor, Segments: segments, SegmentDuration: o.segDur,
-		Watchdog: 5 * time.Second,
-		Out:      out, Log: log,
+		Watchdog: 5 * time.Second, Balance: !o.race,
+		Out: out, Log: log,
 	})
 	stopped := false
 	stop := func() error {
@@ -249,7 +251,11 @@ func (c *cluster) failoverAfter(ctx context.Context, d time.Duration) {
 		return
 	}
 	pid := e.tor.TorPID()
-	fmt.Fprintf(c.cfg.Out, "    !! failover: killing %s's tor (pid %d); the other edge's watchdog must re-publish the shared address\n", e.name, pid)
+	if c.cfg.Balance {
+		fmt.Fprintf(c.cfg.Out, "    !! failover: killing %s's tor (pid %d); clients fall back to the other edge's introduction points, and the publishers drop it from the descriptor\n", e.name, pid)
+	} else {
+		fmt.Fprintf(c.cfg.Out, "    !! failover: killing %s's tor (pid %d); the other edge's watchdog must re-publish the shared address\n", e.name, pid)
+	}
 	syscall.Kill(pid, syscall.SIGKILL)
 }
 
@@ -359,7 +365,11 @@ func (c *cluster) printReport(out io.Writer, rep *hls.Report) {
 			fmt.Fprintf(out, "    %-8s → midtier: %d requests, %d reused, %d new, %d had to dial, %d dials, %d failures\n",
 				e.name, u.Requests, u.Reused, u.New, u.ColdDials, u.Dials, u.Failures)
 		}
-		if e.shared != nil {
+		if e.pub != nil {
+			b := e.pub.Stats()
+			fmt.Fprintf(out, "    %-8s publisher: active %v, %d of %d backends up, %d reached, %d uploads (%d rejected by tor), %d takeovers\n",
+				e.name, b.Active, b.BackendsUp, b.BackendsKnown, b.Reached, b.Uploads, b.UploadRejected, b.Takeovers)
+		} else if e.shared != nil {
 			w := e.shared.WatchdogStats()
 			fmt.Fprintf(out, "    %-8s watchdog: %d probes, %d failed, %d re-publications\n", e.name, w.Probes, w.ProbeFailures, w.Republishes)
 		}

@@ -31,7 +31,7 @@ func TestFlags(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if tc.name == "defaults" && (o.duration != 30*time.Second || o.players != 3 || o.noTor) {
+				if tc.name == "defaults" && (o.duration != 30*time.Second || o.players != 6 || o.noTor) {
 					t.Fatalf("defaults %+v", o)
 				}
 				return
@@ -45,7 +45,7 @@ func TestFlags(t *testing.T) {
 	if _, err := parseFlags([]string{"-h"}, &buf); !errors.Is(err, flag.ErrHelp) {
 		t.Fatal(err)
 	}
-	for _, s := range []string{"go run ./examples/demo", "-no-tor", "(default 30s)", "(default 3)", "-failover"} {
+	for _, s := range []string{"go run ./examples/demo", "-no-tor", "(default 30s)", "(default 6)", "-failover"} {
 		if !strings.Contains(buf.String(), s) {
 			t.Errorf("-h lacks %q", s)
 		}

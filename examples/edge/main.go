@@ -32,8 +32,10 @@ import (
 	"github.com/onioncdn/onioncdn/cache"
 	"github.com/onioncdn/onioncdn/cache/diskstore"
 	"github.com/onioncdn/onioncdn/hls"
+	"github.com/onioncdn/onioncdn/limit"
 	"github.com/onioncdn/onioncdn/metrics"
 	"github.com/onioncdn/onioncdn/onion"
+	"github.com/onioncdn/onioncdn/onion/balance"
 	"github.com/onioncdn/onioncdn/route"
 	"github.com/onioncdn/onioncdn/tier"
 	"github.com/onioncdn/onioncdn/upstream"
@@ -50,48 +52,45 @@ func main() {
 	}
 }
 
-type list []string
-
-func (l *list) String() string     { return strings.Join(*l, ",") }
-func (l *list) Set(v string) error { *l = append(*l, v); return nil }
-
 func run(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("edge", flag.ContinueOnError)
-	var torrc, verify list
+	var torrc, verify []string
 	name := fs.String("name", "edge", "tier name in Cache-Status, logs and metrics")
 	listen := fs.String("listen", "", "serve plain TCP on this address instead of an onion service")
 	keyFile := fs.String("key", "", "onion key file, created (mode 0600) if missing; copy it to every edge of the group")
 	torData := fs.String("tor-data", "", "tor data directory kept between runs (default: temporary)")
-	fs.Var(&torrc, "torrc-line", "extra torrc line, e.g. to join a private network (repeatable)")
+	fs.Func("torrc-line", "extra torrc line, e.g. to join a private network (repeatable)", func(v string) error { torrc = append(torrc, v); return nil })
 	ups := fs.String("upstream", "", "midtier base URL(s), comma-separated (required)")
 	cacheDir := fs.String("cache-dir", "", "disk cache directory (default: in memory)")
 	maxBytes := fs.Int64("max-bytes", 0, "cache size bound (0: 1 GiB on disk, 64 MiB in memory)")
 	noSync := fs.Bool("no-sync", false, "do not fsync cache entries (faster; a power loss may drop some)")
 	cacheStatus := fs.Bool("cache-status", false, "send Cache-Status (between tiers only: it reveals cache state to users)")
-	fs.Var(&verify, "verify-key", "verify origin signatures with this ed25519 public key (base64 or file; repeatable)")
+	fs.Func("verify-key", "verify origin signatures with this ed25519 public key (base64 or file; repeatable)", func(v string) error { verify = append(verify, v); return nil })
 	prefetch := fs.Int("prefetch", 0, "HLS segments prefetched ahead of viewers (0: sized by the upstream's measured throughput, -1: no prefetch)")
 	startVariants := fs.Int("start-variants", 1, "variants of a master playlist prefetched when a viewer requests it (-1: none)")
 	forwardCMCD := fs.Bool("forward-cmcd", false, "pass players' CMCD data upstream (it identifies viewing sessions; default: stripped)")
-	watchdog := fs.Duration("watchdog", 30*time.Second, "probe the shared address this often, re-publish when it stops answering (0: off)")
+	watchdog := fs.Duration("watchdog", 30*time.Second, "race mode: probe the shared address this often, re-publish when it stops answering (0: off)")
+	frontend := fs.String("frontend", "", "balance mode: serve as a backend of this group address (-key is then this edge's own key)")
+	groupKey := fs.String("group-key", "", "balance mode: also publish the group's descriptor with this key, listing -backends")
+	backends := fs.String("backends", "", "with -group-key: the backend edges' onion addresses, comma-separated")
+	takeover := fs.Duration("takeover-delay", 0, "with -group-key: stand by for this long before taking over from the primary publisher (0: primary)")
 	routerURL := fs.String("router", "", "report load to this router endpoint")
 	group := fs.String("group", "", "with -router: this edge's group")
 	edgeID := fs.String("edge-id", "", "with -router: this edge's id in its group")
 	agentKey := fs.String("agent-key", "agent.pem", "with -router: report signing key, created (mode 0600) if missing")
 	metricsAddr := fs.String("metrics", "", "serve Prometheus /metrics on this loopback address")
-	logLevel := fs.String("log-level", "info", "debug (a line per request), info, warn or error")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
 	var level slog.Level
-	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
+	fs.TextVar(&level, "log-level", slog.LevelInfo, "debug (a line per request), info, warn or error")
+	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	if *ups == "" || (*listen == "") == (*keyFile == "") || fs.NArg() > 0 {
 		return errors.New("want -upstream, and either -key (onion service) or -listen (TCP); see -h")
 	}
-	t := &tier.Tier{Name: *name, Logger: log}
+	t := &tier.Tier{Name: *name, Logger: log, Limiter: &limit.Limiter{}} // limit's defaults: 20 req/s per circuit…
 	reg := prometheus.NewRegistry()
+	reg.MustRegister(metrics.Limit(*name, t.Limiter))
 	tr := &upstream.Transport{Upstreams: strings.Split(*ups, ","), Logger: log.With("part", "upstream")}
 	t.Transport = tr
 	reg.MustRegister(metrics.Upstream(*name, tr))
@@ -116,8 +115,13 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		if err != nil {
 			return err
 		}
-		lc := onion.ListenConfig{Key: key, ExportCircuitID: true}
-		if *watchdog > 0 {
+		// Circuit ids let the limiter treat each circuit as a client; tor's
+		// own levers (proof of work, intro-point DoS defence, streams per
+		// circuit) stop what a circuit limit cannot.
+		lc := onion.ListenConfig{Key: key, ExportCircuitID: true, PoW: true, IntroDoSDefense: true, MaxStreams: 32, Frontend: *frontend}
+		if *frontend != "" {
+			lc.PoW = false // a group descriptor cannot carry a backend's PoW (package onion/balance)
+		} else if *watchdog > 0 {
 			lc.Watchdog = &onion.Watchdog{Interval: *watchdog}
 		}
 		ol, err := t.Tor.Listen(ctx, lc)
@@ -129,19 +133,26 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		fmt.Fprintf(stdout, "%s: serving http://%s (tor pid %d)\n", *name, ol.Onion(), t.Tor.TorPID())
 	}
 
+	// Balance mode: every backend edge serves at once; the publisher(s)
+	// merge their introduction points into the group's descriptor.
+	if *groupKey != "" {
+		gk, _, err := onion.LoadOrCreateKey(*groupKey)
+		if err != nil {
+			return err
+		}
+		t.Publisher = &balance.Publisher{Server: t.Tor, Key: gk, Backends: strings.Split(*backends, ","), TakeoverDelay: *takeover}
+		reg.MustRegister(metrics.Balance(*name, t.Publisher))
+	}
+
 	// The cache: verifying the origin's signatures, on disk, HLS-aware.
 	var rt http.RoundTripper = tr
 	var pol cache.Policy = &hls.Policy{}
 	if len(verify) > 0 {
-		var pubs []ed25519.PublicKey
-		for _, k := range verify {
-			pub, err := integrity.ParsePublicKey(k)
-			if err != nil {
-				return err
-			}
-			pubs = append(pubs, pub)
+		keys, err := integrity.ParseKeys(verify...)
+		if err != nil {
+			return err
 		}
-		v := &integrity.Transport{Base: tr, Keys: integrity.Keys(pubs...), Logger: log.With("part", "integrity")}
+		v := &integrity.Transport{Base: tr, Keys: keys, Logger: log.With("part", "integrity")}
 		reg.MustRegister(metrics.Integrity(*name, v))
 		rt = v
 		pol = &integrity.BoundPolicy{Policy: pol} // never fresh past the origin's signature
@@ -181,12 +192,11 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		}
 	}
 	if *metricsAddr != "" {
-		mln, err := metrics.ListenLocal(*metricsAddr) // refuses anything but loopback
+		m, err := metrics.Serve(*metricsAddr, reg) // refuses anything but loopback
 		if err != nil {
 			return err
 		}
-		defer mln.Close()
-		go http.Serve(mln, metrics.Handler(reg))
+		defer m.Close()
 	}
 	return t.Run(ctx, ln) // until SIGINT/SIGTERM, then a graceful shutdown in order
 }

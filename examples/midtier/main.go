@@ -14,7 +14,6 @@ package main
 
 import (
 	"context"
-	"crypto/ed25519"
 	"errors"
 	"flag"
 	"fmt"
@@ -47,30 +46,22 @@ func main() {
 	}
 }
 
-type list []string
-
-func (l *list) String() string     { return strings.Join(*l, ",") }
-func (l *list) Set(v string) error { *l = append(*l, v); return nil }
-
 func run(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("midtier", flag.ContinueOnError)
-	var torrc, verify list
+	var torrc, verify []string
 	name := fs.String("name", "midtier", "tier name in Cache-Status, logs and metrics")
 	listen := fs.String("listen", "", "serve plain TCP on this address instead of an onion service")
 	keyFile := fs.String("key", "", "onion key file, created (mode 0600) if missing")
 	torData := fs.String("tor-data", "", "tor data directory kept between runs (default: temporary)")
-	fs.Var(&torrc, "torrc-line", "extra torrc line, e.g. to join a private network (repeatable)")
+	fs.Func("torrc-line", "extra torrc line, e.g. to join a private network (repeatable)", func(v string) error { torrc = append(torrc, v); return nil })
 	ups := fs.String("upstream", "", "origin base URL(s), comma-separated: clearnet or onion (required)")
 	cacheDir := fs.String("cache-dir", "", "disk cache directory (default: in memory)")
 	maxBytes := fs.Int64("max-bytes", 0, "cache size bound (0: 1 GiB on disk, 64 MiB in memory)")
-	fs.Var(&verify, "verify-key", "verify origin signatures with this ed25519 public key (base64 or file; repeatable)")
+	fs.Func("verify-key", "verify origin signatures with this ed25519 public key (base64 or file; repeatable)", func(v string) error { verify = append(verify, v); return nil })
 	metricsAddr := fs.String("metrics", "", "serve Prometheus /metrics on this loopback address")
-	logLevel := fs.String("log-level", "info", "debug (a line per request), info, warn or error")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
 	var level slog.Level
-	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
+	fs.TextVar(&level, "log-level", slog.LevelInfo, "debug (a line per request), info, warn or error")
+	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
@@ -112,15 +103,11 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	var rt http.RoundTripper = tr
 	var pol cache.Policy = &hls.Policy{}
 	if len(verify) > 0 {
-		var pubs []ed25519.PublicKey
-		for _, k := range verify {
-			pub, err := integrity.ParsePublicKey(k)
-			if err != nil {
-				return err
-			}
-			pubs = append(pubs, pub)
+		keys, err := integrity.ParseKeys(verify...)
+		if err != nil {
+			return err
 		}
-		v := &integrity.Transport{Base: tr, Keys: integrity.Keys(pubs...), Logger: log.With("part", "integrity")}
+		v := &integrity.Transport{Base: tr, Keys: keys, Logger: log.With("part", "integrity")}
 		reg.MustRegister(metrics.Integrity(*name, v))
 		rt = v
 		pol = &integrity.BoundPolicy{Policy: pol} // never fresh past the origin's signature
@@ -140,12 +127,11 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	t.Cache.OnRecord = append(t.Cache.OnRecord, delivery.OnRecord(*name))
 	reg.MustRegister(metrics.Cache(*name, t.Cache), delivery)
 	if *metricsAddr != "" {
-		mln, err := metrics.ListenLocal(*metricsAddr) // refuses anything but loopback
+		m, err := metrics.Serve(*metricsAddr, reg) // refuses anything but loopback
 		if err != nil {
 			return err
 		}
-		defer mln.Close()
-		go http.Serve(mln, metrics.Handler(reg))
+		defer m.Close()
 	}
 	return t.Run(ctx, ln) // until SIGINT/SIGTERM, then a graceful shutdown in order
 }

@@ -30,7 +30,6 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 
 	"github.com/onioncdn/onioncdn/metrics"
@@ -49,27 +48,19 @@ func main() {
 	}
 }
 
-type list []string
-
-func (l *list) String() string     { return strings.Join(*l, ",") }
-func (l *list) Set(v string) error { *l = append(*l, v); return nil }
-
 func run(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("router", flag.ContinueOnError)
-	var torrc list
+	var torrc []string
 	config := fs.String("config", "", "JSON file with the edge groups and their edges' public keys (required; see config.example.json)")
 	listen := fs.String("listen", "", "serve plain TCP on this address instead of an onion service")
 	keyFile := fs.String("key", "", "onion key file, created (mode 0600) if missing")
 	torData := fs.String("tor-data", "", "tor data directory kept between runs (default: temporary)")
-	fs.Var(&torrc, "torrc-line", "extra torrc line, e.g. to join a private network (repeatable)")
+	fs.Func("torrc-line", "extra torrc line, e.g. to join a private network (repeatable)", func(v string) error { torrc = append(torrc, v); return nil })
 	metricsAddr := fs.String("metrics", "", "serve Prometheus /metrics on this loopback address")
-	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	var level slog.Level
+	fs.TextVar(&level, "log-level", slog.LevelInfo, "debug, info, warn or error")
 	allowNonOnion := fs.Bool("allow-non-onion", false, "accept host:port group addresses (tests on loopback only)")
 	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
 		return err
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))

@@ -59,3 +59,86 @@ func TestIsHopByHop(t *testing.T) {
 		}
 	}
 }
+
+// Issue 16: trace and correlation ids link one client's requests across
+// tiers; they are never forwarded unless the operator keeps them.
+func TestCleanRequestTraceHeaders(t *testing.T) {
+	trace := []string{
+		"traceparent", "Tracestate", "baggage", "X-Request-Id", "X-Correlation-Id",
+		"X-B3-TraceId", "x-b3-spanid", "X-B3-ParentSpanId", "X-B3-Sampled", "X-B3-Flags", "b3",
+		"uber-trace-id", "uberctx-user", "X-Amzn-Trace-Id", "X-Cloud-Trace-Context", "grpc-trace-bin",
+		"sentry-trace", "newrelic", "x-datadog-trace-id", "x-datadog-parent-id", "ot-tracer-traceid",
+		"ot-baggage-k", "elastic-apm-traceparent", "Request-Id", "Correlation-Context", "Cache-Status",
+		"X-Trace-Id", "jaeger-debug-id", "X-Client-Trace-Id",
+	}
+	h := http.Header{}
+	for _, k := range trace {
+		h.Set(k, "id-1")
+	}
+	h.Set("Accept", "*/*")
+	h.Set("X-Api-Version", "2")
+	h.Set("Authorization", "Bearer x")
+	h["x-request-id"] = []string{"non-canonical"} // as a hand-built map may hold it
+	CleanRequest(h)
+	for k := range h {
+		if IsTrace(k) {
+			t.Errorf("%s = %q after CleanRequest, want removed", k, h[k])
+		}
+	}
+	for _, k := range []string{"Accept", "X-Api-Version", "Authorization"} {
+		if h.Get(k) == "" {
+			t.Errorf("%s removed", k)
+		}
+	}
+	if len(h) != 3 {
+		t.Errorf("left %v, want Accept, X-Api-Version and Authorization", h)
+	}
+	for _, k := range trace {
+		if !IsTrace(k) {
+			t.Errorf("IsTrace(%q) = false", k)
+		}
+	}
+	for _, k := range []string{"Accept", "Range", "X-B3", "Cache-Control", "Traceparent-Not"} {
+		if IsTrace(k) {
+			t.Errorf("IsTrace(%q) = true", k)
+		}
+	}
+}
+
+func TestCleanRequestExcept(t *testing.T) {
+	h := http.Header{}
+	for _, k := range []string{"Traceparent", "Tracestate", "X-B3-TraceId", "X-B3-SpanId", "X-Request-Id", "X-Forwarded-For", "Connection", "X-Real-Ip"} {
+		h.Set(k, "v")
+	}
+	CleanRequestExcept(h, []string{"traceparent", "x-b3-*", "X-Forwarded-For", "Connection", "X-Real-IP"})
+	want := map[string]bool{"Traceparent": true, "X-B3-Traceid": true, "X-B3-Spanid": true}
+	for k := range h {
+		if !want[k] {
+			t.Errorf("%s kept", k)
+		}
+	}
+	for k := range want {
+		if h.Get(k) == "" {
+			t.Errorf("%s removed although listed", k)
+		}
+	}
+}
+
+func BenchmarkCleanRequest(b *testing.B) {
+	src := http.Header{
+		"Accept":          {"*/*"},
+		"Accept-Encoding": {"gzip"},
+		"User-Agent":      {"Mozilla/5.0"},
+		"Connection":      {"keep-alive"},
+		"Traceparent":     {"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"},
+		"Range":           {"bytes=0-"},
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		h := make(http.Header, len(src))
+		for k, v := range src {
+			h[k] = v
+		}
+		CleanRequest(h)
+	}
+}

@@ -23,7 +23,9 @@
 //   - whether a client's conditional request gets a 304: [NotModified];
 //   - which keys an unsafe request invalidates: [InvalidationTargets];
 //   - byte ranges served from a complete stored object: [ParseRange],
-//     [IfRangeMatches], [ContentRange].
+//     [IfRangeMatches], [ContentRange]; and the same rule, as far as it
+//     applies without the object's size, for a Range field forwarded
+//     upstream: [ForwardRange].
 //
 // Targeted cache-control fields (RFC 9213) such as CDN-Cache-Control are
 // honoured when [Options.TargetedFields] lists them: the first one present
@@ -68,6 +70,10 @@
 // qualified directive whose argument is not a list of field names counts
 // as unqualified. [VaryKey] returns request header values (possibly cookies):
 // hash it before storing and never log it. Parsers are bounded
-// ([MaxDirectives], [MaxRanges]) and never panic; a Range whose ranges
-// overlap to more than the representation's size is ignored.
+// ([MaxDirectives], [MaxRangeSpecs]) and never panic. No Range field makes
+// a response larger than the representation plus [MaxRanges] part headers:
+// overlapping and adjacent ranges are coalesced, and a field whose ranges
+// overlap to more than the representation's size, or that still has more
+// than MaxRanges ranges, is ignored (the whole representation is served);
+// [ForwardRange] keeps only such fields when passing one upstream.
 package rfc9111

@@ -94,3 +94,11 @@ func ExampleResponseDirectives() {
 	// targets ["Cdn-Cache-Control"]: directives "max-age=600" (targeted true), storable true ""
 	// invalid: directives "no-store" (targeted false)
 }
+
+func ExampleForwardRange() {
+	fmt.Println(rfc9111.ForwardRange("bytes=0-0,1-1,2-2,10-19"))
+	fmt.Println(rfc9111.ForwardRange("bytes=0-99,-100")) // overlap unknown without the size
+	// Output:
+	// bytes=0-2,10-19 true
+	//  false
+}

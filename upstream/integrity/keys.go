@@ -46,3 +46,17 @@ func Keys(pubs ...ed25519.PublicKey) map[string]ed25519.PublicKey {
 	}
 	return m
 }
+
+// ParseKeys parses verification keys (see ParsePublicKey) into a key set
+// for [Transport.Keys].
+func ParseKeys(keys ...string) (map[string]ed25519.PublicKey, error) {
+	pubs := make([]ed25519.PublicKey, 0, len(keys))
+	for _, k := range keys {
+		pub, err := ParsePublicKey(k)
+		if err != nil {
+			return nil, err
+		}
+		pubs = append(pubs, pub)
+	}
+	return Keys(pubs...), nil
+}
