@@ -26,6 +26,7 @@ type fill struct {
 	size    int64       // Content-Length, or -1 if unknown
 	varyKey string      // the variant this fill stores ("" if the response has no Vary)
 	w       Writer
+	gen     uint64 // purges applied when its request was sent (see Cache.commitFill)
 
 	mu     sync.Mutex
 	n      int64         // bytes written so far

@@ -152,3 +152,10 @@ func stripTags(h http.Header) {
 	delete(h, SurrogateKeyField)
 	delete(h, CacheTagField)
 }
+
+// sameTags reports whether headers a and b list the same tags.
+func sameTags(a, b http.Header) bool {
+	ta, _ := parseTags(a, false)
+	tb, _ := parseTags(b, false)
+	return slices.Equal(ta, tb)
+}
