@@ -13,9 +13,18 @@
 //
 // An object's file name is the hex SHA-256 of its cache key, under two
 // directory levels taken from the hash; the key itself is stored nowhere.
-// The file holds a 32-byte header (magic, format version, meta and body
-// lengths, CRC-32C checksums of meta, body and header), the meta, then the
-// body.
+// The file holds a 32-byte header (magic, format version, flags, meta and
+// body lengths, CRC-32C checksums of meta, body and header), the meta, then
+// the body. An object created with tags ([Store.CreateTagged], the
+// surrogate keys a cache.Cache purges by) has them at the start of its
+// meta region, under the meta checksum.
+//
+// The store is a cache.TagStore: it keeps an in-memory index from each tag
+// to the entries carrying it, updated under the same lock as the entries
+// themselves (an entry replaced, deleted, evicted or discarded leaves the
+// index with it) and rebuilt by Open from the files, so
+// [Store.DeleteTag] removes every object with a tag without reading a
+// file.
 //
 // [Store.Create] writes to a new temporary file in DIR/tmp; bytes written
 // can be read back at once with ReadAt (pread(2) on the same file), so

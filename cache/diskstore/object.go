@@ -18,13 +18,15 @@ import (
 type object struct {
 	f      *os.File
 	meta   []byte
+	tags   []string
 	h      header
 	pos    int64 // offset of f if known (set by load), else -1; guarded by the Reader contract
 	closed atomic.Bool
 }
 
-func (o *object) Meta() []byte { return o.meta }
-func (o *object) Size() int64  { return o.h.bodyLen }
+func (o *object) Meta() []byte   { return o.meta }
+func (o *object) Tags() []string { return o.tags }
+func (o *object) Size() int64    { return o.h.bodyLen }
 
 func (o *object) ReadAt(p []byte, off int64) (int, error) {
 	if o.closed.Load() {
@@ -116,6 +118,7 @@ type writer struct {
 
 	mu        sync.Mutex // serialises Write, Commit, Abort, Close
 	f         *os.File
+	tags      []string
 	hdr       header
 	err       error // sticky write error
 	reserved  int64 // guarded by s.mu
@@ -220,8 +223,9 @@ func (w *writer) install(expect *entry) error {
 	if cur != nil {
 		s.dropLocked(cur)
 	}
-	e := &entry{sum: w.sum, size: w.reserved, metaLen: w.hdr.metaLen}
+	e := &entry{sum: w.sum, size: w.reserved, metaLen: w.hdr.metaLen, tags: w.tags}
 	s.idx.Put(w.sum, e)
+	s.indexLocked(e)
 	s.pending -= w.reserved
 	w.reserved = 0
 	return nil

@@ -104,8 +104,9 @@ type Store struct {
 	lock                *os.File
 
 	mu      sync.Mutex
-	idx     lru.List[[32]byte, *entry] // most recently used first
-	used    int64                      // committed entries + pending
+	idx     lru.List[[32]byte, *entry]     // most recently used first
+	tagged  map[string]map[[32]byte]*entry // tag → entries carrying it (see cache.TagStore)
+	used    int64                          // committed entries + pending
 	pending int64
 	closed  bool
 
@@ -118,6 +119,7 @@ type entry struct {
 	sum     [32]byte
 	size    int64 // file size
 	metaLen uint32
+	tags    []string
 }
 
 // Open opens (creating it if needed) the store in dir, removes the temporary
@@ -248,7 +250,7 @@ func (s *Store) rebuild() error {
 		if err != nil {
 			return err
 		}
-		h, err := s.checkFile(p, buf)
+		h, tags, err := s.checkFile(p, buf)
 		if isCorrupt(err) {
 			s.discardFile(p, name, err.(*corruptError).reason)
 			return nil
@@ -261,7 +263,7 @@ func (s *Store) rebuild() error {
 		if !ok {
 			rank = -1
 		}
-		all = append(all, found{&entry{sum: sum, size: h.fileSize(), metaLen: h.metaLen}, rank, info.ModTime()})
+		all = append(all, found{&entry{sum: sum, size: h.fileSize(), metaLen: h.metaLen, tags: tags}, rank, info.ModTime()})
 		return nil
 	})
 	if err != nil {
@@ -280,48 +282,54 @@ func (s *Store) rebuild() error {
 		}
 		return b.mtime.Compare(a.mtime)
 	})
+	s.mu.Lock()
 	for _, f := range all {
 		s.idx.PutOldest(f.e.sum, f.e)
 		s.used += f.e.size
+		s.indexLocked(f.e)
 	}
-	s.mu.Lock()
 	s.reserveLocked(0, nil)
 	s.mu.Unlock()
 	return nil
 }
 
-// checkFile validates the entry file at p.
-func (s *Store) checkFile(p string, buf []byte) (header, error) {
+// checkFile validates the entry file at p and returns its header and
+// tags.
+func (s *Store) checkFile(p string, buf []byte) (header, []string, error) {
 	f, err := os.Open(p)
 	if err != nil {
-		return header{}, err
+		return header{}, nil, err
 	}
 	defer f.Close()
 	info, err := f.Stat()
 	if err != nil {
-		return header{}, err
+		return header{}, nil, err
 	}
 	hb := make([]byte, headerLen)
 	if _, err := f.ReadAt(hb, 0); err != nil {
-		return header{}, corrupt("short header")
+		return header{}, nil, corrupt("short header")
 	}
 	h, err := parseHeader(hb, info.Size())
 	if err != nil {
-		return header{}, err
+		return header{}, nil, err
 	}
 	meta := make([]byte, h.metaLen)
 	if _, err := f.ReadAt(meta, headerLen); err != nil {
-		return header{}, err
+		return header{}, nil, err
 	}
 	if crc32.Checksum(meta, castagnoli) != h.metaCRC {
-		return header{}, corrupt("meta checksum mismatch")
+		return header{}, nil, corrupt("meta checksum mismatch")
+	}
+	tags, _, err := splitRegion(meta, h.flags)
+	if err != nil {
+		return header{}, nil, err
 	}
 	if s.verify {
 		if err := checkBody(f, h, buf); err != nil {
-			return header{}, err
+			return header{}, nil, err
 		}
 	}
-	return h, nil
+	return h, tags, nil
 }
 
 // discardFile deletes an invalid file found while rebuilding.
@@ -487,6 +495,7 @@ func (s *Store) releaseLocked(n int64) {
 func (s *Store) removeLocked(e *entry) error {
 	s.idx.Remove(e.sum)
 	s.used -= e.size
+	s.unindexLocked(e)
 	h := hex.EncodeToString(e.sum[:])
 	if err := s.dv.Erase(h); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		s.writeErrors.Add(1)
@@ -501,6 +510,7 @@ func (s *Store) removeLocked(e *entry) error {
 func (s *Store) dropLocked(e *entry) {
 	s.idx.Remove(e.sum)
 	s.used -= e.size
+	s.unindexLocked(e)
 }
 
 // discard deletes the entry e (found invalid by a reader) if it is still
@@ -646,13 +656,25 @@ func (s *Store) load(f *os.File, metaLen uint32) (*object, error) {
 	if int64(len(b)) == size && crc32.Checksum(b[h.bodyOff():], castagnoli) != h.bodyCRC {
 		return nil, corrupt("body checksum mismatch")
 	}
-	return &object{f: f, meta: append([]byte(nil), meta...), h: h, pos: pos}, nil
+	tags, meta, err := splitRegion(meta, h.flags)
+	if err != nil {
+		return nil, err
+	}
+	return &object{f: f, meta: append([]byte(nil), meta...), tags: tags, h: h, pos: pos}, nil
 }
 
 // Create implements [cache.Store]. The object is written to a temporary
 // file that Commit moves into place.
 func (s *Store) Create(ctx context.Context, key string, meta []byte) (cache.Writer, error) {
+	return s.create(ctx, key, meta, nil)
+}
+
+func (s *Store) create(ctx context.Context, key string, meta []byte, tags []string) (cache.Writer, error) {
 	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("diskstore: create: %w", err)
+	}
+	flags, meta, err := encodeRegion(tags, meta)
+	if err != nil {
 		return nil, fmt.Errorf("diskstore: create: %w", err)
 	}
 	if len(meta) > maxMetaLen {
@@ -670,8 +692,8 @@ func (s *Store) Create(ctx context.Context, key string, meta []byte) (cache.Writ
 	if !ok {
 		return nil, fmt.Errorf("diskstore: create: %d bytes do not fit in MaxBytes %d", n, s.maxBytes)
 	}
-	w := &writer{s: s, sum: sum, hash: h, reserved: n, off: n,
-		hdr: header{metaLen: uint32(len(meta)), metaCRC: crc32.Checksum(meta, castagnoli)}}
+	w := &writer{s: s, sum: sum, hash: h, reserved: n, off: n, tags: tags,
+		hdr: header{flags: flags, metaLen: uint32(len(meta)), metaCRC: crc32.Checksum(meta, castagnoli)}}
 	f, err := os.CreateTemp(s.tmpDir, "w-*")
 	if err == nil {
 		w.f = f
@@ -728,8 +750,16 @@ func (s *Store) UpdateMeta(ctx context.Context, key string, prev, meta []byte) e
 	if !bytes.Equal(old.Meta(), prev) {
 		return errChanged
 	}
+	flags, meta, err := encodeRegion(old.tags, meta) // the object keeps its tags
+	if err != nil {
+		return fmt.Errorf("diskstore: update meta: %w", err)
+	}
+	if len(meta) > maxMetaLen {
+		return fmt.Errorf("diskstore: update meta: meta of %d bytes exceeds %d", len(meta), maxMetaLen)
+	}
 
 	nh := old.h
+	nh.flags = flags
 	nh.metaLen = uint32(len(meta))
 	nh.metaCRC = crc32.Checksum(meta, castagnoli)
 	n := nh.fileSize()
@@ -739,7 +769,7 @@ func (s *Store) UpdateMeta(ctx context.Context, key string, prev, meta []byte) e
 	if !ok {
 		return fmt.Errorf("diskstore: update meta: %d bytes do not fit in MaxBytes %d", n, s.maxBytes)
 	}
-	w := &writer{s: s, sum: sum, hash: h, reserved: n, hdr: nh}
+	w := &writer{s: s, sum: sum, hash: h, reserved: n, hdr: nh, tags: old.tags}
 	defer w.release()
 	f, err := os.CreateTemp(s.tmpDir, "u-*")
 	if err != nil {
