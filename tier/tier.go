@@ -15,6 +15,7 @@ import (
 	"github.com/onioncdn/onioncdn/cache/heldwrite"
 	"github.com/onioncdn/onioncdn/hls"
 	"github.com/onioncdn/onioncdn/onion"
+	"github.com/onioncdn/onioncdn/purge"
 	"github.com/onioncdn/onioncdn/route"
 )
 
@@ -41,7 +42,7 @@ const (
 // that loses nothing:
 //
 //  1. the router agent sends its last report, marking the edge unhealthy,
-//     so the router stops sending clients here;
+//     so the router stops sending clients here; the purge follower stops;
 //  2. the listeners close and requests in progress finish
 //     (http.Server.Shutdown);
 //  3. the cache's fills and background revalidations finish;
@@ -76,6 +77,19 @@ type Tier struct {
 	// Cache's hit ratio (cache.Stats.HitRatio), and runs it; Shutdown
 	// stops it first, after its last report says the tier is going away.
 	Agent *route.Agent
+
+	// Purge, if set, follows the purge log of the tier above and applies
+	// it to Cache (see package purge): Start runs it (after setting its
+	// Cache to this Tier's Cache if nil), Shutdown stops it first, with
+	// the agent. Give it the Tier's upstream transport, the raw one.
+	Purge *purge.Follower
+
+	// ServePurgeLog serves the entries the Purge follower applied, at
+	// purge.DefaultPath, to the tiers below: set it on a midtier. If
+	// false, a Tier with a Purge follower answers 404 at that path and
+	// never forwards it upstream: an edge's clients are users, and the
+	// log (which lists what the origin purged) is for tiers.
+	ServePurgeLog bool
 
 	// Transport, if set, is closed after the cache has drained: typically
 	// the *upstream.Transport under the Cache.
@@ -119,6 +133,8 @@ type Tier struct {
 	srv       *http.Server
 	agentStop context.CancelFunc
 	agentDone chan struct{}
+	purgeStop context.CancelFunc
+	purgeDone chan struct{}
 	closeOnce sync.Once
 	closed    chan struct{}
 }
@@ -179,6 +195,15 @@ func (t *Tier) start() error {
 		}
 		h = a.Middleware(h)
 	}
+	if f := t.Purge; f != nil {
+		if f.Cache == nil {
+			f.Cache = t.Cache
+		}
+		if f.Logger == nil {
+			f.Logger = t.log.With("part", "purge")
+		}
+		h = purgeRoute(h, f, t.ServePurgeLog)
+	}
 	t.handler = h
 	srv := &http.Server{
 		Handler:           h,
@@ -192,6 +217,16 @@ func (t *Tier) start() error {
 		srv.Handler = heldwrite.Wrap(h)
 	}
 	t.srv = srv
+	if f := t.Purge; f != nil {
+		ctx, stop := context.WithCancel(context.Background())
+		t.purgeStop, t.purgeDone = stop, make(chan struct{})
+		go func() {
+			defer close(t.purgeDone)
+			if err := f.Run(ctx); err != nil {
+				t.log.Error("purge follower stopped", "tier", t.name(), "err", err)
+			}
+		}()
+	}
 	if a := t.Agent; a != nil {
 		ctx, stop := context.WithCancel(context.Background())
 		t.agentStop, t.agentDone = stop, make(chan struct{})
@@ -288,10 +323,19 @@ func (t *Tier) Shutdown(ctx context.Context) error {
 	}
 	start := time.Now()
 	var errs []error
+	if t.purgeStop != nil {
+		t.purgeStop() // its poll in progress ends with it
+	}
 	if t.agentStop != nil {
 		t.agentStop()
 		select {
 		case <-t.agentDone:
+		case <-ctx.Done():
+		}
+	}
+	if t.purgeStop != nil {
+		select {
+		case <-t.purgeDone:
 		case <-ctx.Done():
 		}
 	}
