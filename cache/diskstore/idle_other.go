@@ -1,0 +1,6 @@
+//go:build !linux
+
+package diskstore
+
+// lowPriority does nothing outside Linux.
+func lowPriority() {}
