@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"runtime"
 	"sync"
 )
 
@@ -82,6 +83,10 @@ func (f *fill) advance(k int) {
 	f.n += int64(k)
 	f.notifyLocked()
 	f.mu.Unlock()
+	// The readers just woken wait on this goroutine's P until it
+	// blocks: let them send the bytes now rather than after the rest of
+	// the fill (the next upstream read, the commit).
+	runtime.Gosched()
 }
 
 // finish marks the fill complete (err == nil) or failed.
