@@ -49,11 +49,12 @@
 // object makes no system call until Commit (which comes after its last
 // byte was handed to the clients reading it); the 256 directories are
 // made once, by Open; and files are not created on the way but taken from
-// a small pool of empty files in DIR/tmp that a background thread (at the
-// lowest scheduling priority, while no write is in progress) keeps full:
-// creating a file allocates an inode, which measured 10 to 250 µs of
-// kernel CPU per file on the development machine's ext4, more than the
-// rest of a small fill. [Store.Open] returns an object whose
+// a small pool of empty files in DIR/tmp, which each Commit tops up once
+// its entry is in place: creating a file allocates an inode, which
+// measured 10 to 250 µs of kernel CPU per file on the development
+// machine's ext4, more than the rest of a small fill. (A goroutine of its
+// own refilling the pool measured no faster: on that machine a thread
+// switch costs as much as the work it would move.) [Store.Open] returns an object whose
 // [cache.Object.Reader] is an *io.LimitedReader over its own *os.File, so
 // net/http sends hits with sendfile(2); the file stays readable when the
 // object is replaced, deleted or evicted meanwhile.

@@ -290,6 +290,7 @@ func (w *writer) Commit(ctx context.Context) error {
 		return err
 	}
 	w.state.Store(wCommitted)
+	w.s.spares.topUp() // for the next writer, now that this entry is in place
 	return nil
 }
 
@@ -329,9 +330,6 @@ func (w *writer) release() {
 		return
 	}
 	w.released = true
-	if w.s.writing.Add(-1) == 0 {
-		w.s.spares.refill() // idle: a good time to make files (see spares)
-	}
 	if w.f != nil {
 		w.f.Close()
 		if !w.installed {

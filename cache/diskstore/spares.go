@@ -8,24 +8,23 @@ import (
 	"strconv"
 	"sync/atomic"
 	"syscall"
-	"time"
 )
 
 // numSpares is the number of empty files kept ready in DIR/tmp.
 const numSpares = 16
 
-// spares keeps empty files pre-created in DIR/tmp, so that a write takes
-// one instead of creating a file on its way: creating a file allocates an
+// spares keeps empty files pre-created in DIR/tmp, so that a write that
+// needs a file (an entry growing past memWriteMax, an UpdateMeta) takes
+// one instead of creating it on its way: creating a file allocates an
 // inode, which on some file systems costs more CPU than the rest of a
-// small fill. A goroutine tops the pool up after every take. A spare is
-// an ordinary temporary file: one left behind by a crash is removed by the
-// next Open, like any other.
+// small fill. The pool is filled by Open and topped up by each Commit,
+// after its entry is in place (by then its readers have the whole body),
+// on the committing goroutine: no goroutine of its own, whose wake-ups
+// would cost more than they save. A spare is an ordinary temporary file:
+// one left behind by a crash is removed by the next Open.
 type spares struct {
 	s    *Store
 	ch   chan *os.File
-	kick chan struct{}
-	stop chan struct{}
-	done chan struct{}
 	seq  atomic.Uint64
 	warn atomic.Bool // a failure to pre-create was logged
 }
@@ -33,61 +32,30 @@ type spares struct {
 func (p *spares) start(s *Store) {
 	p.s = s
 	p.ch = make(chan *os.File, numSpares)
-	p.kick = make(chan struct{}, 1)
-	p.stop, p.done = make(chan struct{}), make(chan struct{})
-	go p.run()
+	for len(p.ch) < cap(p.ch) && p.topUp() {
+	}
 }
 
-// Refills happen while no write is in progress: creating a file is a
-// system call that keeps a CPU busy for up to a few hundred microseconds
-// (and the kernel may not preempt it), which a request in progress would
-// rather have. A pool down to lowSpares refills at once; one that stays
-// busy refills after refillWait anyway.
-const (
-	refillWait = 50 * time.Millisecond
-	lowSpares  = 4
-)
-
-func (p *spares) run() {
-	defer close(p.done)
-	lowPriority()
-	var timer <-chan time.Time
-	for {
-		for len(p.ch) < cap(p.ch) {
-			if p.s.writing.Load() > 0 && len(p.ch) >= lowSpares && timer != nil {
-				break // busy: at the next kick (a writer released) or the timer
-			}
-			f, err := p.create()
-			if err != nil {
-				p.s.writeErrors.Add(1)
-				if !p.warn.Swap(true) {
-					p.s.log.Warn("diskstore: cannot pre-create temporary files", "err", err)
-				}
-				break // tried again at the next take
-			}
-			select {
-			case p.ch <- f:
-			default:
-				discardTemp(f)
-			}
-			select {
-			case <-p.stop:
-				return
-			default:
-			}
+// topUp adds one spare if the pool is not full; it reports whether it
+// did.
+func (p *spares) topUp() bool {
+	if len(p.ch) >= cap(p.ch) {
+		return false
+	}
+	f, err := p.create()
+	if err != nil {
+		p.s.writeErrors.Add(1)
+		if !p.warn.Swap(true) {
+			p.s.log.Warn("diskstore: cannot pre-create temporary files", "err", err)
 		}
-		if len(p.ch) == cap(p.ch) {
-			timer = nil
-		} else if timer == nil {
-			timer = time.After(refillWait)
-		}
-		select {
-		case <-p.kick:
-		case <-timer:
-			timer = nil
-		case <-p.stop:
-			return
-		}
+		return false
+	}
+	select {
+	case p.ch <- f:
+		return true
+	default:
+		discardTemp(f)
+		return false
 	}
 }
 
@@ -96,19 +64,10 @@ func (p *spares) run() {
 func (p *spares) take() (*os.File, error) {
 	select {
 	case f := <-p.ch:
-		p.refill()
 		return f, nil
 	default:
 	}
-	p.refill()
 	return p.create()
-}
-
-func (p *spares) refill() {
-	select {
-	case p.kick <- struct{}{}:
-	default:
-	}
 }
 
 // create makes a new empty file in DIR/tmp. It is opened with open(2)
@@ -128,13 +87,8 @@ func (p *spares) create() (*os.File, error) {
 	}
 }
 
-// close stops the refills and removes the spares left.
+// close removes the spares left.
 func (p *spares) close() {
-	if p.stop == nil {
-		return
-	}
-	close(p.stop)
-	<-p.done
 	for {
 		select {
 		case f := <-p.ch:

@@ -109,7 +109,6 @@ type Store struct {
 	closed  bool
 
 	evictions, corrupt, writeErrors, readErrors atomic.Uint64
-	writing                                     atomic.Int64 // writers not released (see spares)
 
 	bufs sync.Pool // *[]byte scratch buffers
 }
@@ -719,7 +718,6 @@ func (s *Store) create(ctx context.Context, key string, meta []byte, tags []stri
 	}
 	w := &writer{s: s, sum: sum, hash: h, reserved: n, off: n, tags: tags,
 		hdr: header{flags: flags, metaLen: uint32(len(meta)), metaCRC: crc32.Checksum(meta, castagnoli)}}
-	s.writing.Add(1)
 	// A zero header: the entry is invalid until Commit writes the real
 	// one. Written in memory first (see memWriteMax).
 	b := make([]byte, headerLen, max(n+4096, min(2*n, memWriteMax)))
@@ -799,7 +797,6 @@ func (s *Store) UpdateMeta(ctx context.Context, key string, prev, meta []byte) e
 	}
 	w := &writer{s: s, sum: sum, hash: h, reserved: n, hdr: nh, tags: old.tags}
 	w.fileMode.Store(true)
-	s.writing.Add(1)
 	defer w.release()
 	f, err := s.spares.take()
 	if err != nil {

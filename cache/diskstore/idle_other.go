@@ -1,6 +1,0 @@
-//go:build !linux
-
-package diskstore
-
-// lowPriority does nothing outside Linux.
-func lowPriority() {}
