@@ -199,7 +199,53 @@ func (c *Cache) Purge(ctx context.Context, p Purge) (PurgeResult, error) {
 	if err := ctx.Err(); err != nil {
 		return PurgeResult{}, fmt.Errorf("cache: purge: %w", err)
 	}
-	return c.applyPurge(ctx, p)
+	res, err := c.applyPurge(ctx, p)
+	if serr := c.savePurges(); err == nil {
+		err = serr
+	}
+	return res, err
+}
+
+// PurgeBatch applies ps in order, like as many calls to Purge, but saves
+// PurgeFile once, after the last: for a follower catching up with a log.
+// An invalid purge is skipped and reported in the error (joined with the
+// others'); the valid ones are applied.
+func (c *Cache) PurgeBatch(ctx context.Context, ps []Purge) (PurgeResult, error) {
+	c.init()
+	var total PurgeResult
+	var errs []error
+	for _, p := range ps {
+		p, err := p.Normalize()
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if err := ctx.Err(); err != nil {
+			errs = append(errs, fmt.Errorf("cache: purge: %w", err))
+			break
+		}
+		res, err := c.applyPurge(ctx, p)
+		total.Removed += res.Removed
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := c.savePurges(); err != nil {
+		errs = append(errs, err)
+	}
+	return total, errors.Join(errs...)
+}
+
+// savePurges writes PurgeFile (if set and changed).
+func (c *Cache) savePurges() error {
+	t := &c.purges
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if err := t.save(c.now()); err != nil {
+		c.storeError("purge file", err)
+		return fmt.Errorf("cache: purge applied but not saved (a restart would forget it): %w", err)
+	}
+	return nil
 }
 
 // purgeRule is one purge in force.
@@ -233,6 +279,7 @@ type purgeTable struct {
 	rt         atomic.Bool               // the Cache served through RoundTrip (keys with hosts)
 	max        int
 	file       string
+	saved      []byte // the content of file last written (t.mu)
 }
 
 func newPurgeSnap(rules []*purgeRule, floorHard, floorSoft time.Time) *purgeSnap {
@@ -401,10 +448,6 @@ func (c *Cache) applyPurge(ctx context.Context, p Purge) (PurgeResult, error) {
 	c.stats.purgedObjects.Add(uint64(res.Removed))
 	if eagerErr != nil {
 		c.storeError("purge", eagerErr) // the rule still applies at lookup
-	}
-	if err := t.save(c.now()); err != nil {
-		c.storeError("purge file", err)
-		return res, fmt.Errorf("cache: purge applied but not saved (a restart would forget it): %w", err)
 	}
 	return res, nil
 }

@@ -1,6 +1,7 @@
 package cache
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -65,7 +66,14 @@ func (t *purgeTable) save(now time.Time) error {
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(t.file, b)
+	if bytes.Equal(b, t.saved) {
+		return nil // a purge that changed nothing a restart needs
+	}
+	if err := writeFileAtomic(t.file, b); err != nil {
+		return err
+	}
+	t.saved = b
+	return nil
 }
 
 // writeFileAtomic replaces path with b: a reader (or a restart after a

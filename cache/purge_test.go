@@ -578,3 +578,48 @@ func TestPurgeSoftTwoTiers(t *testing.T) {
 		t.Fatalf("finally: %q (%s), want a hit of v2", res.body, cacheStatus(res))
 	}
 }
+
+// TestPurgeBatch: PurgeBatch applies the valid purges of a batch, reports
+// the invalid ones, and saves PurgeFile once; a purge that changes nothing
+// a restart needs (a hard URL purge, covered by removing the entry) does
+// not rewrite the file.
+func TestPurgeBatch(t *testing.T) {
+	o := newVersioned(t, "max-age=3600")
+	file := filepath.Join(t.TempDir(), "purges")
+	tr := newTier(t, o.origin, func(c *Cache) { c.PurgeFile = file })
+	tr.mustDo(t, "GET", "/a/1")
+	tr.mustDo(t, "GET", "/b/1")
+	waitIdle(t, tr.c)
+	o.bump()
+	_, err := tr.c.PurgeBatch(t.Context(), []Purge{
+		{Kind: PurgePrefix, Value: "/a/", Soft: true},
+		{Kind: PurgePrefix, Value: "/b/*"},
+		{Kind: PurgeTag, Value: "x"},
+	})
+	if err == nil || !strings.Contains(err.Error(), "literal") {
+		t.Fatalf("PurgeBatch error %v, want the invalid prefix reported", err)
+	}
+	tr.clock.Advance(time.Millisecond)
+	if st := tr.c.Stats(); st.Purges != 2 || st.PurgeRules != 2 {
+		t.Fatalf("stats %+v, want the 2 valid purges", st)
+	}
+	if res := tr.mustDo(t, "GET", "/a/1"); res.body != "v2 /a/1 " {
+		t.Fatalf("/a/1: %q", res.body)
+	}
+	if res := tr.mustDo(t, "GET", "/b/1"); res.body != "v1 /b/1 " {
+		t.Fatalf("/b/1 purged by an invalid purge: %q", res.body)
+	}
+	before, err := os.Stat(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(10 * time.Millisecond)
+	tr.purge(t, Purge{Kind: PurgeURL, Value: "/b/1"})
+	after, err := os.Stat(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !after.ModTime().Equal(before.ModTime()) {
+		t.Fatal("a hard URL purge rewrote the purge file")
+	}
+}
