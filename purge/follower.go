@@ -342,73 +342,95 @@ func (f *Follower) poll(ctx context.Context) error {
 	return f.apply(ctx, feed.Entries)
 }
 
-// apply verifies and applies entries in order. It stops at the first
-// entry it refuses (the rest would follow a hole) and returns an error.
+// apply verifies and applies entries in order, in one cache.PurgeBatch
+// (one save of the Cache's PurgeFile). It stops at the first entry it
+// refuses (the rest would follow a hole) and returns an error; the entries
+// before it are applied.
 func (f *Follower) apply(ctx context.Context, entries []string) error {
-	changed := false
-	defer func() {
-		if changed {
-			if err := f.saveState(); err != nil {
-				f.log.Error("purge: cannot save the state file", "err", err)
-			}
-		}
-	}()
+	type accepted struct {
+		e     Entry
+		raw   string
+		reset bool // the window starts again at this entry
+	}
+	var (
+		batch   []cache.Purge
+		ok      []accepted
+		refusal error
+	)
+	log, seq := f.Position()
+	resyncAll := cache.Purge{Kind: cache.PurgeAll, Soft: true}
+loop:
 	for _, raw := range entries {
 		f.received.Add(1)
 		e, err := ParseEntry(raw, f.Keys)
 		if err != nil {
-			return f.refuse(err)
+			refusal = f.refuse(err)
+			break
 		}
-		log, seq := f.Position()
-		resynced := false
+		reset, resynced := false, false
 		switch {
 		case e.Log < log:
-			return f.refuse(reject(ReasonStaleLog, "entry of log %d, following %d", e.Log, log))
+			refusal = f.refuse(reject(ReasonStaleLog, "entry of log %d, following %d", e.Log, log))
+			break loop
 		case e.Log > log:
 			if log != 0 {
-				if err := f.resync(ctx, "the origin started a new log"); err != nil {
-					return err
-				}
+				f.resync("the origin started a new log")
+				batch = append(batch, resyncAll)
 				resynced = true
 			}
-			log, seq = e.Log, 0
-			f.win.reset(log, e.Seq)
-			f.setPosition(log, 0)
-			changed = true
+			log, seq, reset = e.Log, 0, true
 		}
 		if e.Seq <= seq {
 			f.refuse(reject(ReasonReplay, "entry %d, at %d already", e.Seq, seq))
 			continue
 		}
-		if e.Seq > seq+1 && !resynced {
-			if err := f.resync(ctx, "entries missed"); err != nil {
-				return err
+		if e.Seq > seq+1 {
+			if !resynced {
+				// The entries in between are gone: what they purged is
+				// unknown.
+				f.resync("entries missed")
+				batch = append(batch, resyncAll)
 			}
-			f.win.reset(log, e.Seq)
+			reset = true
 		}
-		if _, err := f.Cache.Purge(ctx, e.Purge); err != nil {
-			if ctx.Err() != nil {
-				return err
-			}
-			// Applied but not saved (Cache.PurgeFile): the cache logged it.
-			f.log.Error("purge: applying an entry", "seq", e.Seq, "err", err)
+		batch = append(batch, e.Purge)
+		ok = append(ok, accepted{e, raw, reset})
+		seq = e.Seq
+	}
+	if len(batch) == 0 {
+		return refusal
+	}
+	if _, err := f.Cache.PurgeBatch(ctx, batch); err != nil {
+		if ctx.Err() != nil {
+			return err
 		}
-		applied := f.now()
-		f.setPosition(log, e.Seq)
-		f.win.add(e.Seq, raw)
-		changed = true
+		// Applied, but not saved (Cache.PurgeFile): the cache logged it.
+		f.log.Error("purge: applying entries", "err", err)
+	}
+	applied := f.now()
+	for _, a := range ok {
+		if a.reset {
+			f.win.reset(a.e.Log, a.e.Seq)
+		}
+		f.setPosition(a.e.Log, a.e.Seq)
+		f.win.add(a.e.Seq, a.raw)
 		f.applied.Add(1)
-		lag := max(applied.Sub(e.Time), 0)
+		lag := max(applied.Sub(a.e.Time), 0)
 		f.lastLag.Store(int64(lag))
 		f.lagMu.Lock()
 		f.lag.observe(lag)
 		f.lagMu.Unlock()
-		f.log.Debug("purge: applied", "seq", e.Seq, "purge", e.Purge.String(), "lag", lag)
+		f.log.Debug("purge: applied", "seq", a.e.Seq, "purge", a.e.Purge.String(), "lag", lag)
 		if f.OnApply != nil {
-			f.OnApply(e, applied)
+			f.OnApply(a.e, applied)
 		}
 	}
-	return nil
+	if len(ok) > 0 {
+		if err := f.saveState(); err != nil {
+			f.log.Error("purge: cannot save the state file", "err", err)
+		}
+	}
+	return refusal
 }
 
 func (f *Follower) setPosition(log, seq uint64) {
@@ -417,14 +439,11 @@ func (f *Follower) setPosition(log, seq uint64) {
 	f.mu.Unlock()
 }
 
-// resync soft-purges everything: entries were missed.
-func (f *Follower) resync(ctx context.Context, why string) error {
+// resync counts and logs a soft purge of everything (entries were missed);
+// apply adds the purge to its batch.
+func (f *Follower) resync(why string) {
 	f.resyncs.Add(1)
 	f.log.Warn("purge: resync: soft purge of everything", "why", why)
-	if _, err := f.Cache.Purge(ctx, cache.Purge{Kind: cache.PurgeAll, Soft: true}); err != nil && ctx.Err() != nil {
-		return err
-	}
-	return nil
 }
 
 func (f *Follower) refuse(err error) error {
