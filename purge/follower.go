@@ -113,7 +113,9 @@ type Follower struct {
 	seq   uint64
 
 	received, applied, resyncs, polls, pollErrors atomic.Uint64
+	behindRetried, behindServed                   atomic.Uint64
 	rejected                                      [numReasons]atomic.Uint64
+	guardPauses                                   []time.Duration // tests; nil: defaultGuardPauses
 	lagMu                                         sync.Mutex
 	lag                                           histogram
 	lastLag                                       atomic.Int64
@@ -132,6 +134,11 @@ type FollowerStats struct {
 	LastLag    time.Duration     // propagation lag of the last entry applied
 	Lag        Histogram         // propagation lags: origin's append → applied here
 	Waiting    int64             // tiers below waiting for an entry
+
+	// From Guard: responses of a tier above that was behind, fetched
+	// again, and used anyway after the retries.
+	BehindRetried uint64
+	BehindServed  uint64
 
 	// From the Cache: objects removed by purges, lookups that found an
 	// object made stale by a soft purge, rules in force.
@@ -477,6 +484,7 @@ func (f *Follower) Stats() FollowerStats {
 		Received: f.received.Load(), Applied: f.applied.Load(), Resyncs: f.resyncs.Load(),
 		Polls: f.polls.Load(), PollErrors: f.pollErrors.Load(),
 		LastLag: time.Duration(f.lastLag.Load()), Waiting: f.win.waiters.Load(),
+		BehindRetried: f.behindRetried.Load(), BehindServed: f.behindServed.Load(),
 		Rejected: make(map[Reason]uint64, numReasons),
 	}
 	for i, r := range reasonNames {
