@@ -64,8 +64,8 @@ func TestPurgeThroughTiers(t *testing.T) {
 
 	// Edge.
 	edgeTr := &upstream.Transport{Upstreams: []string{midURL}, MinIdle: 1}
-	edgeCache := &cache.Cache{Transport: &integrity.Transport{Base: edgeTr, Keys: keys}, Name: "edge", CacheStatus: true}
 	edgeFollow := &purge.Follower{Transport: edgeTr, Keys: keys, Wait: 5 * time.Second}
+	edgeCache := &cache.Cache{Transport: edgeFollow.Guard(&integrity.Transport{Base: edgeTr, Keys: keys}), Name: "edge", CacheStatus: true}
 	edge := &tier.Tier{Name: "edge", Cache: edgeCache, Transport: edgeTr, Purge: edgeFollow}
 	edgeLn, edgeURL := listen(t)
 	go edge.Serve(edgeLn)
@@ -95,9 +95,16 @@ func TestPurgeThroughTiers(t *testing.T) {
 	paths := []string{"/news/1", "/news/2", "/video/a", "/other/x"}
 	for _, p := range paths {
 		get(p)
-		if body, cs, h := get(p); body != "v1 "+p || !strings.Contains(cs, "edge; hit") || h.Get("Surrogate-Key") != "" {
-			t.Fatalf("%s: %q %q, Surrogate-Key %q", p, body, cs, h.Get("Surrogate-Key"))
+		if body, cs, h := get(p); body != "v1 "+p || !strings.Contains(cs, "edge; hit") || h.Get("Surrogate-Key") != "" || h.Get(purge.PositionField) != "" {
+			t.Fatalf("%s: %q %q, Surrogate-Key %q, position %q", p, body, cs, h.Get("Surrogate-Key"), h.Get(purge.PositionField))
 		}
+	}
+	// The midtier tells the tiers below where it is in the log (the
+	// edge's Guard reads the field and removes it).
+	if resp, err := http.Get(midURL + "/news/1"); err != nil || resp.Header.Get(purge.PositionField) == "" {
+		t.Fatalf("midtier response without %s: %v", purge.PositionField, err)
+	} else {
+		resp.Body.Close()
 	}
 	version.Store(2)
 	submit := func(p cache.Purge) {
