@@ -19,8 +19,10 @@ func reasonLabel(r purge.Reason) string { return strings.ReplaceAll(string(r), "
 // applied), _objects_total (objects the cache removed for purges),
 // _stale_lookups_total (lookups that found an object a soft purge made
 // stale), _rules (purge rules in force), _waiting (tiers below waiting on
-// this tier's log) and the histogram _lag_seconds (origin's append to
-// application here, by the two machines' clocks).
+// this tier's log), _behind_total{outcome} (responses of a tier above that
+// was behind on the log, seen by the follower's Guard: "retried", or
+// "served" after the retries) and the histogram _lag_seconds (origin's
+// append to application here, by the two machines' clocks).
 func Purge(tier string, f interface{ Stats() purge.FollowerStats }) prometheus.Collector {
 	d := &descs{tier: tier}
 	c := &purgeCollector{f: f}
@@ -34,6 +36,7 @@ func Purge(tier string, f interface{ Stats() purge.FollowerStats }) prometheus.C
 	c.stale = d.new("purge", "stale_lookups_total", "Lookups that found an object made stale by a soft purge.")
 	c.rules = d.new("purge", "rules", "Purge rules in force in the cache.")
 	c.waiting = d.new("purge", "waiting", "Tiers below waiting on this tier's purge log.")
+	c.behind = d.new("purge", "behind_total", "Responses of a tier above that was behind on the purge log: retried, or served after the retries.", "outcome")
 	c.lag = d.new("purge", "lag_seconds", "Propagation lag of purge log entries: origin's append to application here.")
 	c.descs = d.all
 	return c
@@ -43,7 +46,7 @@ type purgeCollector struct {
 	f                                                interface{ Stats() purge.FollowerStats }
 	descs                                            []*prometheus.Desc
 	received, applied, rejected, resyncs, pollErrors *prometheus.Desc
-	seq, objects, stale, rules, waiting, lag         *prometheus.Desc
+	seq, objects, stale, rules, waiting, lag, behind *prometheus.Desc
 }
 
 func (c *purgeCollector) Describe(ch chan<- *prometheus.Desc) {
@@ -58,6 +61,7 @@ func (c *purgeCollector) Collect(ch chan<- prometheus.Metric) {
 		counter(c.received, s.Received), counter(c.applied, s.Applied), counter(c.resyncs, s.Resyncs),
 		counter(c.pollErrors, s.PollErrors), gauge(c.seq, float64(s.Seq)), counter(c.objects, s.Objects),
 		counter(c.stale, s.StaleLookups), gauge(c.rules, float64(s.Rules)), gauge(c.waiting, float64(s.Waiting)),
+		counter(c.behind, s.BehindRetried, "retried"), counter(c.behind, s.BehindServed, "served"),
 	}
 	for _, r := range purge.Reasons {
 		ms = append(ms, counter(c.rejected, s.Rejected[r], reasonLabel(r)))

@@ -23,6 +23,7 @@ func TestPurge(t *testing.T) {
 	bounds := []time.Duration{time.Second, 5 * time.Second}
 	f := followerStats{
 		Seq: 12, Received: 14, Applied: 12, Resyncs: 1, PollErrors: 3, Objects: 40, StaleLookups: 9, Rules: 2, Waiting: 4,
+		BehindRetried: 5, BehindServed: 1,
 		Rejected: map[purge.Reason]uint64{purge.ReasonBadSignature: 1, purge.ReasonReplay: 1},
 		Lag:      purge.Histogram{Bounds: bounds, Counts: []uint64{10, 1, 1}, Sum: 9 * time.Second},
 	}
@@ -48,6 +49,10 @@ onioncdn_purge_rejected_total{reason="malformed",tier="edge"} 0
 onioncdn_purge_rejected_total{reason="replay",tier="edge"} 1
 onioncdn_purge_rejected_total{reason="stale_log",tier="edge"} 0
 onioncdn_purge_rejected_total{reason="unknown_key",tier="edge"} 0
+# HELP onioncdn_purge_behind_total Responses of a tier above that was behind on the purge log: retried, or served after the retries.
+# TYPE onioncdn_purge_behind_total counter
+onioncdn_purge_behind_total{outcome="retried",tier="edge"} 5
+onioncdn_purge_behind_total{outcome="served",tier="edge"} 1
 # HELP onioncdn_purge_objects_total Objects the cache removed for purges (at once, at lookup, or fills not stored).
 # TYPE onioncdn_purge_objects_total counter
 onioncdn_purge_objects_total{tier="edge"} 40
@@ -65,7 +70,7 @@ onioncdn_purge_log_rejected_total{reason="stale_log"} 0
 onioncdn_purge_log_rejected_total{reason="unknown_key"} 0
 `
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(want),
-		"onioncdn_purge_lag_seconds", "onioncdn_purge_rejected_total", "onioncdn_purge_objects_total",
+		"onioncdn_purge_lag_seconds", "onioncdn_purge_rejected_total", "onioncdn_purge_objects_total", "onioncdn_purge_behind_total",
 		"onioncdn_purge_sequence", "onioncdn_purge_log_rejected_total"); err != nil {
 		t.Fatal(err)
 	}
