@@ -198,7 +198,6 @@ func TestTorPropagation(t *testing.T) {
 		}
 		e.onionLn = &countingListener{Listener: e.ln}
 		tr := &upstream.Transport{Upstreams: []string{"http://" + midLn.Onion()}, DialIsolated: e.tor.Dialer().DialIsolated, DialTimeout: 45 * time.Second}
-		e.cache = &cache.Cache{Transport: &integrity.Transport{Base: tr, Keys: keys}, Name: e.name, CacheStatus: true}
 		e.follow = &purge.Follower{Transport: tr, Keys: keys, OnApply: func(en purge.Entry, at time.Time) {
 			e.mu.Lock()
 			e.applied[en.Seq] = at
@@ -206,6 +205,7 @@ func TestTorPropagation(t *testing.T) {
 			e.wake = make(chan struct{})
 			e.mu.Unlock()
 		}}
+		e.cache = &cache.Cache{Transport: e.follow.Guard(&integrity.Transport{Base: tr, Keys: keys}), Name: e.name, CacheStatus: true}
 		e.tier = &tier.Tier{Name: e.name, Cache: e.cache, Transport: tr, Purge: e.follow}
 		direct, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
