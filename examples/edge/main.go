@@ -161,11 +161,15 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		t.Store = ds
 		store = &cache.TieredStore{Slow: ds, Fast: &cache.MemoryStore{MaxBytes: 64 << 20}} // small hot objects in memory
 	}
+	if *followPurges && len(pubs) > 0 {
+		// The origin's purges, from the midtiers, over the warm pool; and
+		// never store what a midtier behind on them still serves.
+		t.Purge = &purge.Follower{Transport: tr, Keys: integrity.Keys(pubs...), StateFile: purgeState}
+		rt = t.Purge.Guard(rt)
+	}
 	t.Cache = &cache.Cache{Transport: rt, Store: store, Policy: pol, Name: *name, CacheStatus: *cacheStatus,
 		ForwardTags: *cacheStatus, PurgeFile: purgeFile, Logger: log.With("part", "cache")}
-	if *followPurges && len(pubs) > 0 {
-		// The origin's purges, from the midtiers, over the warm pool.
-		t.Purge = &purge.Follower{Transport: tr, Keys: integrity.Keys(pubs...), StateFile: purgeState}
+	if t.Purge != nil {
 		t.ServePurgeLog = *cacheStatus // as a midtier
 		reg.MustRegister(metrics.Purge(*name, t.Purge))
 	}
