@@ -42,6 +42,15 @@
 // What a purge does to a cache, hard or soft, and how fills in progress
 // are kept from storing purged content: see cache.Cache.Purge.
 //
+// With several midtiers, an edge may apply a purge from one midtier while
+// fetching an object from another that has not applied it yet (a few
+// milliseconds behind): the edge would store the purged object after the
+// purge. A midtier therefore marks its responses with its position in the
+// log ([Follower.Mark], PositionField), and an edge fetches through
+// [Follower.Guard], which sends a request again (the upstream transport
+// may pick another midtier) while the response comes from a midtier
+// behind the edge.
+//
 // # Usage
 //
 // At the origin, next to (not under) the handler that signs responses:
@@ -60,9 +69,10 @@
 // At every tier, with the tier's raw upstream transport and the origin's
 // public keys (tier.Tier runs it and, on a midtier, serves it):
 //
-//	f := &purge.Follower{Cache: c, Transport: upstreamTransport, Keys: integrity.Keys(originPub),
+//	f := &purge.Follower{Transport: upstreamTransport, Keys: integrity.Keys(originPub),
 //		StateFile: "/var/cache/edge/purge-state"}
-//	t := &tier.Tier{Cache: c, Purge: f, ServePurgeLog: isMidtier}
+//	c := &cache.Cache{Transport: f.Guard(verifyingTransport), PurgeFile: "/var/cache/edge/purge-rules", ...}
+//	t := &tier.Tier{Cache: c, Purge: f, ServePurgeLog: isMidtier} // sets f.Cache
 //
 // # Security
 //
