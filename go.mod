@@ -7,7 +7,6 @@ require (
 	github.com/bluenviron/gohlslib/v2 v2.4.4
 	github.com/cretz/bine v0.2.1-0.20221201125941-b9d31d9c7866
 	github.com/gregjones/httpcache v0.0.0-20190611155906-901d90724c79
-	github.com/peterbourgon/diskv/v3 v3.0.1
 	github.com/pires/go-proxyproto v0.8.1
 	github.com/prometheus/client_golang v1.25.0
 	golang.org/x/sync v0.25.0
@@ -16,7 +15,6 @@ require (
 require (
 	github.com/beorn7/perks v1.0.1 // indirect
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect
-	github.com/google/btree v1.0.0 // indirect
 	github.com/kylelemons/godebug v1.1.0 // indirect
 	github.com/munnerz/goautoneg v0.0.0-20191010083416-a7dc8b61c822 // indirect
 	github.com/prometheus/client_model v0.6.3 // indirect

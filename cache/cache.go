@@ -169,6 +169,26 @@ type Cache struct {
 	// addresses or circuit ids are removed whatever it says.
 	ForwardHeaders []string
 
+	// ForwardTags keeps the surrogate-key fields (Surrogate-Key,
+	// Cache-Tag: see [Cache.Purge]) in responses, for a tier below that
+	// indexes its own copies by them. If false (the default) they are
+	// removed from every response, as on a tier facing users, to whom
+	// they reveal how the site groups its content; they are still stored
+	// and indexed.
+	ForwardTags bool
+
+	// PurgeFile, if set, is where the purge rules in force are saved
+	// after every purge and read back at start, so that a Cache restarted
+	// on a persistent store (a diskstore) keeps honouring the purges it
+	// applied before. If the file cannot be read at start, every object
+	// stored before is treated as hard-purged. If empty, rules live in
+	// memory only.
+	PurgeFile string
+
+	// MaxPurgeRules bounds the purge rules kept (see [Cache.Purge]). If
+	// zero, DefaultMaxPurgeRules.
+	MaxPurgeRules int
+
 	// LogQuery includes the query string in Record.Path. If false (the
 	// default) only the path is logged: queries may carry identifying data.
 	LogQuery bool
@@ -220,6 +240,7 @@ type Cache struct {
 	bufs      sync.Pool
 	work      tracker       // fills and background revalidations
 	nonceSeq  atomic.Uint64 // makes variant index nonces unique
+	purges    purgeTable
 
 	// testHookFlight, if set, is called by every request that starts
 	// waiting on a flight (leader included). Tests only.
@@ -261,6 +282,13 @@ func (c *Cache) init() {
 		c.bg = make(map[string]struct{})
 		c.decoded = new([decodedSlots]atomic.Pointer[decoded])
 		c.unstorable = make(map[string]time.Time)
+		c.purges.max, c.purges.file = c.MaxPurgeRules, c.PurgeFile
+		if err := c.purges.load(); err != nil {
+			// Unknown rules may have been lost: nothing stored before
+			// now is served without a fetch.
+			c.log.Error("cache: cannot read the purge file; treating every stored object as purged", "err", err)
+			c.purges.snap.Store(newPurgeSnap(nil, c.now(), time.Time{}))
+		}
 		c.bufs.New = func() any { b := make([]byte, 32<<10); return &b }
 		c.proxy = &httputil.ReverseProxy{
 			Rewrite: func(pr *httputil.ProxyRequest) {
@@ -269,6 +297,9 @@ func (c *Cache) init() {
 			Transport: c.transport,
 			ModifyResponse: func(resp *http.Response) error {
 				hygiene.CleanResponse(resp.Header, !c.KeepServerHeaders)
+				if !c.ForwardTags {
+					stripTags(resp.Header)
+				}
 				if c.CacheStatus {
 					resp.Header.Add("Cache-Status", c.name()+"; fwd=method; fwd-status="+strconv.Itoa(resp.StatusCode))
 				} else {
@@ -305,7 +336,13 @@ func targetList(fields []string) []string {
 }
 
 // Stats returns a snapshot of the cache's counters.
-func (c *Cache) Stats() Stats { return c.stats.snapshot() }
+func (c *Cache) Stats() Stats {
+	s := c.stats.snapshot()
+	if ps := c.purges.snap.Load(); ps != nil {
+		s.PurgeRules = len(ps.rules)
+	}
+	return s
+}
 
 // Shutdown waits until the fills and background revalidations in progress
 // have finished or ctx is done. Requests arriving later are still served;
@@ -605,6 +642,7 @@ func (c *Cache) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (c *Cache) RoundTrip(r *http.Request) (*http.Response, error) {
 	start := c.now()
 	c.init()
+	c.purges.rt.Store(true)
 	if r.Body != nil && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
 		r.Body.Close() // not sent upstream; other methods' bodies are closed by Transport
 	}
@@ -622,6 +660,9 @@ func (c *Cache) RoundTrip(r *http.Request) (*http.Response, error) {
 		hygiene.CleanResponse(resp.Header, !c.KeepServerHeaders)
 		if !c.CacheStatus {
 			resp.Header.Del("Cache-Status")
+		}
+		if !c.ForwardTags {
+			stripTags(resp.Header)
 		}
 		rec.Status = resp.StatusCode
 		c.invalidate(r, resp.StatusCode, resp.Header, true)

@@ -65,6 +65,15 @@
 // or with the number of clients. Package heldwrite (opt-in) makes a small
 // hit leave in a single write, header and body.
 //
+// [Cache.Purge] removes (hard) or makes stale (soft) the objects of a URL,
+// a path prefix, a tag or all of them, on any Store: purges are rules
+// checked when an object is looked up and when a fill commits, so a fill
+// in progress never stores purged content. Tags are the response's
+// Surrogate-Key and Cache-Tag fields; a [TagStore] (the memory, tiered and
+// disk stores) indexes them, so that a hard purge by tag removes its
+// objects at once. Package purge carries an origin's signed purges to
+// every tier.
+//
 // # Usage
 //
 // A tier in front of an upstream:

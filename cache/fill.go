@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptrace"
+	"runtime"
 	"sync"
 	"time"
 )
@@ -29,6 +30,7 @@ type fill struct {
 	varyKey string      // the variant this fill stores ("" if the response has no Vary)
 	w       Writer
 	up      upstreamTiming // when the upstream exchange happened; read-only
+	gen     uint64         // purges applied when its request was sent (see Cache.commitFill)
 
 	mu     sync.Mutex
 	n      int64         // bytes written so far
@@ -97,6 +99,10 @@ func (f *fill) advance(k int, now time.Time) {
 	f.n += int64(k)
 	f.notifyLocked()
 	f.mu.Unlock()
+	// The readers just woken wait on this goroutine's P until it
+	// blocks: let them send the bytes now rather than after the rest of
+	// the fill (the next upstream read, the commit).
+	runtime.Gosched()
 }
 
 // finish marks the fill complete (err == nil) or failed, at now.

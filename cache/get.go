@@ -2,6 +2,7 @@ package cache
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -92,7 +93,7 @@ func (m *meta) entry() *rfc9111.Entry {
 	return &rfc9111.Entry{
 		Status: m.status, Header: m.header,
 		RequestTime: m.requestTime, ResponseTime: m.responseTime,
-		TTL: m.ttl, SWR: m.swr, SIE: m.sie,
+		TTL: cmp.Or(m.purgeTTL, m.ttl), SWR: m.swr, SIE: m.sie,
 	}
 }
 
@@ -159,6 +160,7 @@ func (c *Cache) decode(key string, raw []byte) (*meta, error) {
 		if bp, ok := c.Policy.(BoundedPolicy); ok {
 			m.notAfter = bp.NotAfter(m.header)
 		}
+		m.tags, _ = parseTags(m.header, false)
 		m.derived = true
 	}
 	m.formatted = new(formatted)
@@ -182,7 +184,7 @@ func (c *Cache) lookup(ctx context.Context, base string, r *http.Request) stored
 		return stored{}
 	}
 	if m.kind == kindObject {
-		return stored{obj: o, meta: m, key: base}
+		return c.purged(ctx, base, stored{obj: o, meta: m, key: base})
 	}
 	o.Close()
 	vk, ok := rfc9111.VaryKey(r, m.header)
@@ -198,7 +200,7 @@ func (c *Cache) lookup(ctx context.Context, base string, r *http.Request) stored
 		o.Close()
 		return stored{varyMiss: true}
 	}
-	return stored{obj: o, meta: vm, key: key}
+	return c.purged(ctx, base, stored{obj: o, meta: vm, key: key})
 }
 
 // flightResult is what the leader of a flight publishes to every request
@@ -358,7 +360,7 @@ func (c *Cache) fillFor(base string, r *http.Request) *fill {
 	f.mu.Lock()
 	failed := f.err != nil
 	f.mu.Unlock()
-	if failed {
+	if failed || c.fillPurged(base, f) {
 		return nil
 	}
 	return f
@@ -406,6 +408,7 @@ func (c *Cache) fetch(ctx context.Context, cancel context.CancelFunc, base strin
 			out.Header[k] = v
 		}
 	}
+	gen := c.purges.gen.Load()
 	reqTime := c.now()
 	resp, err := c.transport.RoundTrip(out)
 	respTime := c.now()
@@ -431,8 +434,9 @@ func (c *Cache) fetch(ctx context.Context, cancel context.CancelFunc, base strin
 		rfc9111.Update304(m.header, resp.Header) // incl. the upstream's Cache-Status for this validation
 		fr.private = rfc9111.StripPrivate(m.header, c.opts)
 		m.requestTime, m.responseTime = reqTime, respTime
-		if ok, _ := rfc9111.Storable(out, m.status, m.header, m.ttl > 0, c.opts); !ok {
-			// The 304 made the response unstorable (e.g. added private).
+		if ok, _ := rfc9111.Storable(out, m.status, m.header, m.ttl > 0, c.opts); !ok || !sameTags(stale.meta.header, m.header) {
+			// The 304 made the response unstorable (e.g. added private),
+			// or changed its tags, which the store's index keeps.
 			c.store.Delete(ctx, stale.key)
 			return &flightResult{retry: true, upstream: fr.upstream}, nil
 		}
@@ -468,6 +472,14 @@ func (c *Cache) fetch(ctx context.Context, cancel context.CancelFunc, base strin
 	if ok {
 		vk, ok = rfc9111.VaryKey(r, resp.Header)
 	}
+	var tags []string
+	if ok {
+		var err error
+		if tags, err = parseTags(resp.Header, true); err != nil {
+			ok = false
+			c.log.Warn("response not stored", "err", err)
+		}
+	}
 	if !ok {
 		fr.pass = resp
 		return fr, nil
@@ -487,7 +499,7 @@ func (c *Cache) fetch(ctx context.Context, cancel context.CancelFunc, base strin
 		kind: kindObject, status: resp.StatusCode,
 		requestTime: reqTime, responseTime: respTime,
 		ttl: d.TTL, swr: d.StaleWhileRevalidate, sie: d.StaleIfError,
-		header: resp.Header,
+		header: resp.Header, tags: tags,
 	}
 	if bp, ok := c.Policy.(BoundedPolicy); ok {
 		m.notAfter = bp.NotAfter(resp.Header) // for Cache-Status only: derived again when read
@@ -503,7 +515,7 @@ func (c *Cache) fetch(ctx context.Context, cancel context.CancelFunc, base strin
 		}
 		key = variantKey(base, nonce, vk)
 	}
-	w, err := c.store.Create(ctx, key, m.encode())
+	w, err := c.create(ctx, key, m.encode(), tags)
 	if err != nil {
 		c.storeError("create", err)
 		maps.Copy(resp.Header, fr.private)
@@ -512,6 +524,7 @@ func (c *Cache) fetch(ctx context.Context, cancel context.CancelFunc, base strin
 	}
 	f := newFill(key, resp.StatusCode, resp.Header, m, resp.ContentLength, vk, w)
 	f.up = ct.timing(reqTime, respTime)
+	f.gen = gen
 	if collapsed {
 		c.fills.Store(base, f)
 	}
@@ -571,7 +584,7 @@ func (c *Cache) updateFromHEAD(ctx context.Context, base string, r, out *http.Re
 	m.requestTime, m.responseTime = reqTime, respTime
 	get := *out
 	get.Method = http.MethodGet
-	ok := m.status == http.StatusOK && rfc9111.HEADUpdates(st.meta.header, st.obj.Size(), h)
+	ok := m.status == http.StatusOK && rfc9111.HEADUpdates(st.meta.header, st.obj.Size(), h) && sameTags(st.meta.header, m.header)
 	if ok {
 		ok, _ = rfc9111.Storable(&get, m.status, m.header, m.ttl > 0, c.opts)
 	}
@@ -656,7 +669,7 @@ func (c *Cache) runFill(f *fill, resp *http.Response, base string, registered bo
 	}
 	c.stats.bytesFetched.Add(uint64(written))
 	if err == nil {
-		if cerr := f.w.Commit(context.Background()); cerr != nil {
+		if cerr := c.commitFill(context.Background(), f, base); cerr != nil && !errors.Is(cerr, errFillPurged) {
 			// The body is complete in the writer: readers finish it;
 			// only storing failed.
 			c.storeError("commit", cerr)
@@ -887,7 +900,7 @@ func (c *Cache) get(ctx context.Context, r *http.Request, rec *Record, w http.Re
 				rec.Disposition = disp
 				return c.fillReply(r, f, disp, dst).with(fr.private), nil
 			}
-			if !f.matches(r) {
+			if !f.matches(r) || c.fillPurged(base, f) {
 				continue
 			}
 			if rp := c.joinFinished(ctx, r, f, dst); rp != nil {

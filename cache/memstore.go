@@ -50,6 +50,7 @@ type MemoryStore struct {
 	used      int64                       // committed objects + pending
 	pending   int64                       // bytes counted for open Writers
 	evictions uint64
+	tagged    map[string]map[string]struct{} // tag → keys of committed objects (see TagStore)
 }
 
 // MemoryStoreStats is a snapshot of a [MemoryStore]'s counters.
@@ -77,6 +78,7 @@ type memEntry struct {
 	meta []byte
 	body *memBuf
 	size int64
+	tags []string
 }
 
 func (s *MemoryStore) maxBytes() int64 {
@@ -111,6 +113,7 @@ func (s *MemoryStore) reserveLocked(n int64, keep *memEntry) bool {
 func (s *MemoryStore) removeLocked(e *memEntry) {
 	s.items.Remove(e.key)
 	s.used -= e.size
+	s.unindexLocked(e)
 }
 
 // errChanged is UpdateMeta's error when the object under the key is no
@@ -132,13 +135,17 @@ func (s *MemoryStore) Open(ctx context.Context, key string) (Object, error) {
 		s.mu.Unlock()
 		return nil, ErrNotFound
 	}
-	o := &memObject{meta: e.meta, body: e.body}
+	o := &memObject{meta: e.meta, body: e.body, tags: e.tags}
 	s.mu.Unlock()
 	return o, nil
 }
 
 // Create implements [Store].
 func (s *MemoryStore) Create(ctx context.Context, key string, meta []byte) (Writer, error) {
+	return s.create(ctx, key, meta, nil)
+}
+
+func (s *MemoryStore) create(ctx context.Context, key string, meta []byte, tags []string) (Writer, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("cache: create: %w", err)
 	}
@@ -161,6 +168,7 @@ func (s *MemoryStore) Create(ctx context.Context, key string, meta []byte) (Writ
 		meta:     append([]byte(nil), meta...),
 		buf:      new(memBuf),
 		reserved: n,
+		tags:     tags,
 	}, nil
 }
 
@@ -218,6 +226,7 @@ type memWriter struct {
 	key  string
 	meta []byte
 	buf  *memBuf
+	tags []string
 
 	mu       sync.Mutex // serialises Write, Commit, Abort, Close
 	state    atomic.Int32
@@ -277,8 +286,9 @@ func (w *memWriter) Commit(ctx context.Context) error {
 	if old, ok := s.items.Peek(w.key); ok {
 		s.removeLocked(old)
 	}
-	e := &memEntry{key: w.key, meta: w.meta, body: body, size: w.reserved}
+	e := &memEntry{key: w.key, meta: w.meta, body: body, size: w.reserved, tags: w.tags}
 	s.items.Put(w.key, e)
+	s.indexLocked(e)
 	s.pending -= w.reserved
 	w.reserved = 0
 	s.mu.Unlock()
@@ -319,13 +329,15 @@ func (w *memWriter) Close() error {
 
 type memObject struct {
 	meta   []byte
+	tags   []string
 	body   *memBuf
 	closed atomic.Bool
 	rd     memReader // the last reader returned (Reader may invalidate earlier ones)
 }
 
-func (o *memObject) Meta() []byte { return o.meta }
-func (o *memObject) Size() int64  { return o.body.size() }
+func (o *memObject) Meta() []byte   { return o.meta }
+func (o *memObject) Tags() []string { return o.tags }
+func (o *memObject) Size() int64    { return o.body.size() }
 
 func (o *memObject) ReadAt(p []byte, off int64) (int, error) {
 	if o.closed.Load() {

@@ -44,6 +44,17 @@ type meta struct {
 	// without validation (RFC 9111 §5.2.2.4). Derived with noCache.
 	noCacheFields []string
 
+	// tags are the response's surrogate keys (see ResponseTags), set by
+	// Cache.decode and by a fill.
+	tags []string
+
+	// Set on a copy of a soft-purged object's meta by Cache.purged, never
+	// encoded: purgeTTL replaces the freshness lifetime (the object's age
+	// at the purge, so it is stale from then on) and minAge is the least
+	// Age sent with it, so that tiers below see it stale too.
+	purgeTTL time.Duration
+	minAge   time.Duration
+
 	// formatted caches the last Age and Content-Length values formatted
 	// for this head (set by Cache.decode; nil: not cached).
 	formatted *formatted

@@ -87,7 +87,7 @@ func (rp *reply) close() {
 
 // setAge sets the Age header of rp to age (RFC 9111 §5.1: whole seconds).
 func (rp *reply) setAge(m *meta, age time.Duration) {
-	rp.strs[0] = m.ageString(int64(age / time.Second))
+	rp.strs[0] = m.ageString(int64(max(age, m.minAge) / time.Second))
 	rp.header["Age"] = rp.strs[0:1:1]
 }
 
@@ -300,6 +300,9 @@ func (c *Cache) cacheStatus(rp *reply) string {
 }
 
 func (c *Cache) finishHeader(h http.Header, rp *reply) {
+	if !c.ForwardTags {
+		stripTags(h)
+	}
 	if c.CacheStatus {
 		h["Cache-Status"] = append(slices.Clip(h["Cache-Status"]), c.cacheStatus(rp))
 	} else {

@@ -20,6 +20,11 @@ type Stats struct {
 	BytesFetched uint64 // body bytes of upstream responses written to the store
 	Errors       uint64 // upstream failures, aborted responses, store errors
 	Invalidated  uint64 // stored entries removed by unsafe methods
+
+	Purges        uint64 // purges applied (Cache.Purge)
+	PurgedObjects uint64 // objects removed by purges: at once, at lookup, or fills not stored
+	PurgeStale    uint64 // lookups that found an object made stale by a soft purge
+	PurgeRules    int    // purge rules in force (a gauge)
 }
 
 // HitRatio returns the share of the requests counted between prev (an
@@ -40,6 +45,7 @@ func (s Stats) HitRatio(prev Stats) float64 {
 type counters struct {
 	hits, misses, collapsed, revalidated, staleServed, uncacheable, passed, prefetched atomic.Uint64
 	bytesServed, bytesFetched, errors, invalidated                                     atomic.Uint64
+	purges, purgedObjects, purgeStale                                                  atomic.Uint64
 }
 
 func (c *counters) snapshot() Stats {
@@ -56,6 +62,10 @@ func (c *counters) snapshot() Stats {
 		BytesFetched: c.bytesFetched.Load(),
 		Errors:       c.errors.Load(),
 		Invalidated:  c.invalidated.Load(),
+
+		Purges:        c.purges.Load(),
+		PurgedObjects: c.purgedObjects.Load(),
+		PurgeStale:    c.purgeStale.Load(),
 	}
 }
 

@@ -84,13 +84,27 @@ func (s *TieredStore) Open(ctx context.Context, key string) (Object, error) {
 	if size > s.maxObject() {
 		return o, nil
 	}
+	var tags []string
+	if to, ok := o.(TaggedObject); ok {
+		tags = to.Tags()
+	}
+	fastTags, tagged := s.fast.(TagStore)
+	if len(tags) > 0 && !tagged {
+		return o, nil // Fast could not drop the copy by tag (see DeleteTag)
+	}
 	body := make([]byte, size)
 	if n, err := o.ReadAt(body, 0); n != len(body) || (err != nil && err != io.EOF) {
 		return o, nil // serve it from Slow; it reports its own errors
 	}
 	meta := append([]byte(nil), o.Meta()...)
 	o.Close()
-	if w, err := s.fast.Create(ctx, key, meta); err == nil {
+	var w Writer
+	if len(tags) > 0 {
+		w, err = fastTags.CreateTagged(ctx, key, meta, tags)
+	} else {
+		w, err = s.fast.Create(ctx, key, meta)
+	}
+	if err == nil {
 		if _, err = w.Write(body); err == nil {
 			err = w.Commit(ctx)
 		}
@@ -100,7 +114,7 @@ func (s *TieredStore) Open(ctx context.Context, key string) (Object, error) {
 			s.fast.Delete(context.WithoutCancel(ctx), key)
 		}
 	}
-	return &bytesObject{meta: meta, body: body}, nil
+	return &bytesObject{meta: meta, body: body, tags: tags}, nil
 }
 
 // changed drops the fast copy of key after Slow changed.
@@ -168,12 +182,14 @@ func (w *tieredWriter) Commit(ctx context.Context) error {
 type bytesObject struct {
 	meta   []byte
 	body   []byte
+	tags   []string
 	closed atomic.Bool
 	rd     bytes.Reader // the last reader returned (Reader may invalidate earlier ones)
 }
 
-func (o *bytesObject) Meta() []byte { return o.meta }
-func (o *bytesObject) Size() int64  { return int64(len(o.body)) }
+func (o *bytesObject) Meta() []byte   { return o.meta }
+func (o *bytesObject) Tags() []string { return o.tags }
+func (o *bytesObject) Size() int64    { return int64(len(o.body)) }
 
 func (o *bytesObject) ReadAt(p []byte, off int64) (int, error) {
 	if o.closed.Load() {

@@ -17,6 +17,10 @@
 //   - [Watchdog], [Prefetch], [Integrity]: onion watchdog probes and
 //     re-publications, HLS prefetches, verified and rejected signed
 //     responses.
+//   - [Purge], [PurgeLog]: a tier's purge follower (entries received,
+//     applied, refused by reason, resyncs, objects purged, propagation
+//     lag) and the origin's purge log (onioncdn_purge_*,
+//     onioncdn_purge_log_*).
 //   - [Delivery]: histograms of delivery time (request headers received to
 //     last byte written) and upstream wait per tier and disposition, fed by
 //     cache.Cache.OnRecord.

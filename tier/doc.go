@@ -29,9 +29,12 @@
 //     [DefaultIdleTimeout], [DefaultMaxHeaderBytes]), circuit ids in the
 //     request context on onion listeners that export them, and package
 //     cache/heldwrite for small hits;
+//   - runs a purge follower (package purge) that keeps the cache in step
+//     with the origin's signed purge log, and on a midtier serves that log
+//     to the edges ([Tier.ServePurgeLog]);
 //   - shuts down in the order that loses nothing: agent (its last report
-//     marks the tier unhealthy), server drain, cache fills, prefetcher,
-//     transport, store, tor.
+//     marks the tier unhealthy) and purge follower, server drain, cache
+//     fills, prefetcher, transport, store, tor.
 //
 // Recommended settings of the components themselves are their zero
 // values: upstream.Transport keeps a warm pool of two circuits per

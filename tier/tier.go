@@ -18,6 +18,7 @@ import (
 	"github.com/onioncdn/onioncdn/limit"
 	"github.com/onioncdn/onioncdn/onion"
 	"github.com/onioncdn/onioncdn/onion/balance"
+	"github.com/onioncdn/onioncdn/purge"
 	"github.com/onioncdn/onioncdn/route"
 )
 
@@ -44,7 +45,7 @@ const (
 // that loses nothing:
 //
 //  1. the router agent sends its last report, marking the edge unhealthy,
-//     so the router stops sending clients here;
+//     so the router stops sending clients here; the purge follower stops;
 //  2. the group publisher, if any, stops (its standbys take over);
 //  3. the listeners close and requests in progress finish
 //     (http.Server.Shutdown);
@@ -115,6 +116,18 @@ type Tier struct {
 	// uploaded keep listing this tier for a while, and the other
 	// publishers of the group (standbys) take over.
 	Publisher *balance.Publisher
+	// Purge, if set, follows the purge log of the tier above and applies
+	// it to Cache (see package purge): Start runs it (after setting its
+	// Cache to this Tier's Cache if nil), Shutdown stops it first, with
+	// the agent. Give it the Tier's upstream transport, the raw one.
+	Purge *purge.Follower
+
+	// ServePurgeLog serves the entries the Purge follower applied, at
+	// purge.DefaultPath, to the tiers below: set it on a midtier. If
+	// false, a Tier with a Purge follower answers 404 at that path and
+	// never forwards it upstream: an edge's clients are users, and the
+	// log (which lists what the origin purged) is for tiers.
+	ServePurgeLog bool
 
 	// Transport, if set, is closed after the cache has drained: typically
 	// the *upstream.Transport under the Cache.
@@ -158,6 +171,8 @@ type Tier struct {
 	srv       *http.Server
 	agentStop context.CancelFunc
 	agentDone chan struct{}
+	purgeStop context.CancelFunc
+	purgeDone chan struct{}
 	closeOnce sync.Once
 	closed    chan struct{}
 }
@@ -239,6 +254,15 @@ func (t *Tier) start() error {
 		}
 		h = a.Middleware(h)
 	}
+	if f := t.Purge; f != nil {
+		if f.Cache == nil {
+			f.Cache = t.Cache
+		}
+		if f.Logger == nil {
+			f.Logger = t.log.With("part", "purge")
+		}
+		h = purgeRoute(h, f, t.ServePurgeLog)
+	}
 	h = &hls.CMCDFilter{Next: h, Forward: t.ForwardCMCD}
 	if lim != nil {
 		h = lim.Handler(h) // outermost: refused requests cost no prefetch nor load
@@ -266,6 +290,16 @@ func (t *Tier) start() error {
 		if err := p.Start(); err != nil {
 			return fmt.Errorf("tier %s: %w", t.name(), err)
 		}
+	}
+	if f := t.Purge; f != nil {
+		ctx, stop := context.WithCancel(context.Background())
+		t.purgeStop, t.purgeDone = stop, make(chan struct{})
+		go func() {
+			defer close(t.purgeDone)
+			if err := f.Run(ctx); err != nil {
+				t.log.Error("purge follower stopped", "tier", t.name(), "err", err)
+			}
+		}()
 	}
 	if a := t.Agent; a != nil {
 		ctx, stop := context.WithCancel(context.Background())
@@ -375,10 +409,19 @@ func (t *Tier) Shutdown(ctx context.Context) error {
 	}
 	start := time.Now()
 	var errs []error
+	if t.purgeStop != nil {
+		t.purgeStop() // its poll in progress ends with it
+	}
 	if t.agentStop != nil {
 		t.agentStop()
 		select {
 		case <-t.agentDone:
+		case <-ctx.Done():
+		}
+	}
+	if t.purgeStop != nil {
+		select {
+		case <-t.purgeDone:
 		case <-ctx.Done():
 		}
 	}

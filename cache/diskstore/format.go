@@ -13,12 +13,15 @@ import (
 //	off len field
 //	  0   4 magic "ocds"
 //	  4   2 format version (1), little endian
-//	  6   2 flags (0)
-//	  8   4 meta length
+//	  6   2 flags: bit 0 (flagTags) = the meta region starts with tags
+//	  8   4 meta length (of the whole meta region)
 //	 12   4 CRC-32C of the meta
 //	 16   8 body length
 //	 24   4 CRC-32C of the body
 //	 28   4 CRC-32C of bytes 0..27
+//
+// With flagTags, the meta region is the object's tags (see encodeRegion)
+// followed by the cache's meta; otherwise it is the cache's meta alone.
 //
 // A file is valid only if its header checks out and its size is exactly
 // headerLen + meta length + body length. While a file is being written its
@@ -40,6 +43,7 @@ var (
 )
 
 type header struct {
+	flags   uint16
 	metaLen uint32
 	metaCRC uint32
 	bodyLen int64
@@ -53,7 +57,7 @@ func (h header) marshal() []byte {
 	b := make([]byte, headerLen)
 	copy(b, magic[:])
 	binary.LittleEndian.PutUint16(b[4:], formatVersion)
-	binary.LittleEndian.PutUint16(b[6:], 0)
+	binary.LittleEndian.PutUint16(b[6:], h.flags)
 	binary.LittleEndian.PutUint32(b[8:], h.metaLen)
 	binary.LittleEndian.PutUint32(b[12:], h.metaCRC)
 	binary.LittleEndian.PutUint64(b[16:], uint64(h.bodyLen))
@@ -91,11 +95,15 @@ func parseHeader(b []byte, size int64) (header, error) {
 		return header{}, corrupt("unknown format version")
 	}
 	h := header{
+		flags:   binary.LittleEndian.Uint16(b[6:]),
 		metaLen: binary.LittleEndian.Uint32(b[8:]),
 		metaCRC: binary.LittleEndian.Uint32(b[12:]),
 		bodyCRC: binary.LittleEndian.Uint32(b[24:]),
 	}
 	bodyLen := binary.LittleEndian.Uint64(b[16:])
+	if h.flags&^flagTags != 0 {
+		return header{}, corrupt("unknown flags")
+	}
 	if h.metaLen > maxMetaLen || bodyLen > maxBodyLen {
 		return header{}, corrupt("lengths out of range")
 	}

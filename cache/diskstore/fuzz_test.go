@@ -12,9 +12,13 @@ import (
 // fit the file, and what it accepts must marshal back to the same bytes.
 func FuzzParseHeader(f *testing.F) {
 	valid := header{metaLen: 5, metaCRC: 1, bodyLen: 100, bodyCRC: 2}
-	f.Add(valid.marshal(), valid.fileSize())         // a valid header for its file size
-	f.Add(valid.marshal(), valid.fileSize()-1)       // truncated file
-	f.Add(valid.marshal(), valid.fileSize()+1)       // file with trailing bytes
+	f.Add(valid.marshal(), valid.fileSize())   // a valid header for its file size
+	f.Add(valid.marshal(), valid.fileSize()-1) // truncated file
+	f.Add(valid.marshal(), valid.fileSize()+1) // file with trailing bytes
+	tagged := header{flags: flagTags, metaLen: 9, bodyLen: 3}
+	f.Add(tagged.marshal(), tagged.fileSize()) // a header of an entry with tags
+	unknown := header{flags: 2, metaLen: 1}
+	f.Add(unknown.marshal(), unknown.fileSize())     // unknown flag
 	f.Add(make([]byte, headerLen), int64(headerLen)) // zeroed (uncommitted) header
 	f.Add([]byte("ocds"), int64(4))                  // magic only
 	f.Add([]byte{}, int64(0))                        // empty file

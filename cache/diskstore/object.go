@@ -7,6 +7,7 @@ import (
 	"hash/crc32"
 	"io"
 	"os"
+	"runtime"
 	"sync"
 	"sync/atomic"
 
@@ -18,13 +19,15 @@ import (
 type object struct {
 	f      *os.File
 	meta   []byte
+	tags   []string
 	h      header
 	pos    int64 // offset of f if known (set by load), else -1; guarded by the Reader contract
 	closed atomic.Bool
 }
 
-func (o *object) Meta() []byte { return o.meta }
-func (o *object) Size() int64  { return o.h.bodyLen }
+func (o *object) Meta() []byte   { return o.meta }
+func (o *object) Tags() []string { return o.tags }
+func (o *object) Size() int64    { return o.h.bodyLen }
 
 func (o *object) ReadAt(p []byte, off int64) (int, error) {
 	if o.closed.Load() {
@@ -105,17 +108,34 @@ const (
 
 var errWriterDone = errors.New("diskstore: writer already committed or aborted")
 
-// writer writes a new entry to a temporary file; Commit writes the header,
-// syncs and renames the file into place. ReadAt uses pread(2) on the same
-// file, so followers see bytes as soon as Write returns.
+// memWriteMax is the size up to which an entry (header, meta and body) is
+// written in memory first: the fill of a small object then makes no
+// system call until Commit, which writes the whole file at once.
+const memWriteMax = 64 << 10
+
+// writer writes a new entry: in memory first (see memWriteMax), then to a
+// temporary file once it grows past that (and always at Commit, which
+// writes the header, syncs and renames the file into place). ReadAt reads
+// the memory buffer, or uses pread(2) on the file, so followers see bytes
+// as soon as Write returns.
 type writer struct {
 	s    *Store
 	sum  [32]byte
 	hash string
-	off  int64 // body offset in the file
+	off  int64 // body offset in the file (and in buf)
+
+	// buf holds the entry (a zero header, the meta region, the body
+	// written so far) while it is written in memory. The slice stored
+	// always holds at least the first written bytes of body: Write
+	// stores a longer slice before raising written. Bytes within a
+	// slice once stored are never written again (appends go past its
+	// length, or to a new array), so readers may keep reading it.
+	buf      atomic.Pointer[[]byte]
+	fileMode atomic.Bool // the entry is in f: read it from there
 
 	mu        sync.Mutex // serialises Write, Commit, Abort, Close
 	f         *os.File
+	tags      []string
 	hdr       header
 	err       error // sticky write error
 	reserved  int64 // guarded by s.mu
@@ -150,6 +170,24 @@ func (w *writer) Write(p []byte) (int, error) {
 		w.err = fmt.Errorf("diskstore: write: %d more bytes do not fit in MaxBytes %d", len(p), s.maxBytes)
 		return 0, w.err
 	}
+	if !w.fileMode.Load() {
+		if b := *w.buf.Load(); len(b)+len(p) <= memWriteMax {
+			if len(b)+len(p) > cap(b) {
+				nb := make([]byte, len(b), min(max(2*cap(b), len(b)+len(p)), memWriteMax))
+				copy(nb, b)
+				b = nb
+			}
+			b = append(b, p...)
+			w.buf.Store(&b)
+			w.hdr.bodyCRC = crc32.Update(w.hdr.bodyCRC, castagnoli, p)
+			w.written.Add(int64(len(p)))
+			return len(p), nil
+		}
+		if err := w.toFile(); err != nil {
+			w.err = s.writeFailed("write", w.hash, err)
+			return 0, w.err
+		}
+	}
 	n, err := w.f.Write(p)
 	w.hdr.bodyCRC = crc32.Update(w.hdr.bodyCRC, castagnoli, p[:n])
 	w.written.Add(int64(n))
@@ -160,6 +198,21 @@ func (w *writer) Write(p []byte) (int, error) {
 	return n, nil
 }
 
+// toFile moves the entry written in memory to a temporary file (w.mu
+// held). Readers switch to the file before the body grows past the buffer.
+func (w *writer) toFile() error {
+	f, err := w.s.spares.take()
+	if err != nil {
+		return err
+	}
+	w.f = f
+	if _, err := f.Write(*w.buf.Load()); err != nil {
+		return err
+	}
+	w.fileMode.Store(true)
+	return nil
+}
+
 func (w *writer) ReadAt(p []byte, off int64) (int, error) {
 	if w.closed.Load() {
 		return 0, errClosed()
@@ -167,10 +220,40 @@ func (w *writer) ReadAt(p []byte, off int64) (int, error) {
 	if w.state.Load() == wAborted {
 		return 0, errors.New("diskstore: writer aborted")
 	}
+	for !w.fileMode.Load() {
+		n := w.written.Load()
+		b := (*w.buf.Load())[w.off:]
+		if n > int64(len(b)) {
+			continue // moved to the file meanwhile: fileMode is set
+		}
+		return readMem(b[:n], p, off)
+	}
 	return readBody(w.f, p, off, w.off, w.written.Load())
 }
 
+// readMem is readBody for a body in memory.
+func readMem(body, p []byte, off int64) (int, error) {
+	if off < 0 {
+		return 0, errors.New("diskstore: negative offset")
+	}
+	if off >= int64(len(body)) {
+		if len(p) == 0 {
+			return 0, nil
+		}
+		return 0, io.EOF
+	}
+	n := copy(p, body[off:])
+	if n < len(p) {
+		return n, io.EOF
+	}
+	return n, nil
+}
+
 func (w *writer) Commit(ctx context.Context) error {
+	// Commit makes system calls that hold this goroutine's P; a reader
+	// of the body that the last Write woke up is usually next in line
+	// on it: let it send the end of the body first.
+	runtime.Gosched()
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.closed.Load() || w.state.Load() != wOpen {
@@ -183,7 +266,18 @@ func (w *writer) Commit(ctx context.Context) error {
 		return fmt.Errorf("diskstore: commit: %w", err)
 	}
 	w.hdr.bodyLen = w.written.Load()
-	_, err := w.f.WriteAt(w.hdr.marshal(), 0)
+	var err error
+	if w.fileMode.Load() {
+		_, err = w.f.WriteAt(w.hdr.marshal(), 0)
+	} else {
+		// The whole entry, header first, in one write to a file made
+		// ahead of time (see spares).
+		b := *w.buf.Load()
+		copy(b[:headerLen], w.hdr.marshal()) // bytes no reader reads
+		if w.f, err = w.s.spares.take(); err == nil {
+			_, err = w.f.Write(b)
+		}
+	}
 	if err == nil && w.s.sync {
 		err = w.f.Sync()
 	}
@@ -196,6 +290,7 @@ func (w *writer) Commit(ctx context.Context) error {
 		return err
 	}
 	w.state.Store(wCommitted)
+	w.s.spares.topUp() // for the next writer, now that this entry is in place
 	return nil
 }
 
@@ -213,15 +308,16 @@ func (w *writer) install(expect *entry) error {
 	if expect != nil && cur != expect {
 		return cache.ErrNotFound
 	}
-	if err := s.dv.Import(w.f.Name(), w.hash, true); err != nil {
+	if err := s.importFile(w.f.Name(), w.hash); err != nil {
 		return s.writeFailed("commit", w.hash, err)
 	}
 	w.installed = true
 	if cur != nil {
 		s.dropLocked(cur)
 	}
-	e := &entry{sum: w.sum, size: w.reserved, metaLen: w.hdr.metaLen}
+	e := &entry{sum: w.sum, size: w.reserved, metaLen: w.hdr.metaLen, tags: w.tags}
 	s.idx.Put(w.sum, e)
+	s.indexLocked(e)
 	s.pending -= w.reserved
 	w.reserved = 0
 	return nil

@@ -22,8 +22,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/peterbourgon/diskv/v3"
-
 	"github.com/onioncdn/onioncdn/cache"
 	"github.com/onioncdn/onioncdn/internal/lru"
 )
@@ -78,7 +76,7 @@ type Stats struct {
 	ReadErrors       uint64 // failed opens and reads of entries (other than corruption)
 }
 
-// Store is a [cache.Store] on disk, over diskv. Create one with [Open]; it is
+// Store is a [cache.Store] on disk. Create one with [Open]; it is
 // safe for concurrent use. See the package documentation for the layout.
 //
 // # Size bound
@@ -100,12 +98,13 @@ type Store struct {
 	verifyMax           int64
 	sync, verify        bool
 	log                 *slog.Logger
-	dv                  *diskv.Diskv
 	lock                *os.File
+	spares              spares
 
 	mu      sync.Mutex
-	idx     lru.List[[32]byte, *entry] // most recently used first
-	used    int64                      // committed entries + pending
+	idx     lru.List[[32]byte, *entry]     // most recently used first
+	tagged  map[string]map[[32]byte]*entry // tag → entries carrying it (see cache.TagStore)
+	used    int64                          // committed entries + pending
 	pending int64
 	closed  bool
 
@@ -118,6 +117,7 @@ type entry struct {
 	sum     [32]byte
 	size    int64 // file size
 	metaLen uint32
+	tags    []string
 }
 
 // Open opens (creating it if needed) the store in dir, removes the temporary
@@ -158,18 +158,11 @@ func Open(dir string, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("diskstore: open: directory in use by another store: %w", err)
 	}
 	s.lock = lock
-	s.dv = diskv.New(diskv.Options{
-		BasePath: s.objDir,
-		TempDir:  s.tmpDir,
-		AdvancedTransform: func(k string) *diskv.PathKey {
-			// k is always the hex SHA-256 of a cache key (see hashKey).
-			return &diskv.PathKey{Path: []string{k[0:2], k[2:4]}, FileName: k}
-		},
-		InverseTransform: func(pk *diskv.PathKey) string { return pk.FileName },
-		PathPerm:         0o700,
-		FilePerm:         0o600,
-	})
 	if err := s.cleanTemp(); err != nil {
+		lock.Close()
+		return nil, err
+	}
+	if err := s.makeDirs(); err != nil {
 		lock.Close()
 		return nil, err
 	}
@@ -177,7 +170,21 @@ func Open(dir string, opts Options) (*Store, error) {
 		lock.Close()
 		return nil, err
 	}
+	s.spares.start(s)
 	return s, nil
+}
+
+// makeDirs creates the 256 directories entries go into, so that no write
+// ever has to (a directory costs an inode allocation: on some file systems
+// as much as a whole small fill).
+func (s *Store) makeDirs() error {
+	for i := range 256 {
+		d := filepath.Join(s.objDir, hex.EncodeToString([]byte{byte(i)}))
+		if err := os.Mkdir(d, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+			return fmt.Errorf("diskstore: open: %w", err)
+		}
+	}
+	return nil
 }
 
 // cleanTemp removes everything in the temp directory: with the lock held,
@@ -198,15 +205,15 @@ func (s *Store) cleanTemp() error {
 	return nil
 }
 
-// hashKey returns the SHA-256 of key and its hex form (the diskv key and
-// file name). Keys never reach the file system in any other form.
+// hashKey returns the SHA-256 of key and its hex form (the file name).
+// Keys never reach the file system in any other form.
 func hashKey(key string) ([32]byte, string) {
 	sum := sha256.Sum256([]byte(key))
 	return sum, hex.EncodeToString(sum[:])
 }
 
 func (s *Store) path(h string) string {
-	return filepath.Join(s.objDir, h[0:2], h[2:4], h)
+	return filepath.Join(s.objDir, h[0:2], h)
 }
 
 func isHex(s string) bool {
@@ -229,26 +236,41 @@ type found struct {
 func (s *Store) rebuild() error {
 	ranks := s.loadSnapshot()
 	var all []found
+	var oldDirs []string
 	buf := make([]byte, 256<<10)
 	err := filepath.WalkDir(s.objDir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
 		if d.IsDir() {
+			if rel, _ := filepath.Rel(s.objDir, p); len(rel) == 5 {
+				oldDirs = append(oldDirs, p) // objects/ab/cd: the layout before 256 directories
+			}
 			return nil
 		}
 		rel, _ := filepath.Rel(s.objDir, p)
 		name := d.Name()
-		if !d.Type().IsRegular() || len(name) != 64 || !isHex(name) ||
-			rel != filepath.Join(name[0:2], name[2:4], name) {
+		if !d.Type().IsRegular() || len(name) != 64 || !isHex(name) {
 			s.discardFile(p, name, "stray file")
 			return nil
 		}
-		info, err := d.Info()
+		switch rel {
+		case filepath.Join(name[0:2], name):
+		case filepath.Join(name[0:2], name[2:4], name):
+			// An entry of the earlier layout: moved into place.
+			if err := os.Rename(p, s.path(name)); err != nil {
+				return err
+			}
+			p = s.path(name)
+		default:
+			s.discardFile(p, name, "stray file")
+			return nil
+		}
+		info, err := os.Stat(p)
 		if err != nil {
 			return err
 		}
-		h, err := s.checkFile(p, buf)
+		h, tags, err := s.checkFile(p, buf)
 		if isCorrupt(err) {
 			s.discardFile(p, name, err.(*corruptError).reason)
 			return nil
@@ -261,11 +283,14 @@ func (s *Store) rebuild() error {
 		if !ok {
 			rank = -1
 		}
-		all = append(all, found{&entry{sum: sum, size: h.fileSize(), metaLen: h.metaLen}, rank, info.ModTime()})
+		all = append(all, found{&entry{sum: sum, size: h.fileSize(), metaLen: h.metaLen, tags: tags}, rank, info.ModTime()})
 		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("diskstore: open: rebuilding index: %w", err)
+	}
+	for _, d := range oldDirs {
+		os.Remove(d) // if empty
 	}
 	// Most recently used first: snapshot order, then entries missing from
 	// the snapshot (it is written only by Close) by modification time.
@@ -280,48 +305,54 @@ func (s *Store) rebuild() error {
 		}
 		return b.mtime.Compare(a.mtime)
 	})
+	s.mu.Lock()
 	for _, f := range all {
 		s.idx.PutOldest(f.e.sum, f.e)
 		s.used += f.e.size
+		s.indexLocked(f.e)
 	}
-	s.mu.Lock()
 	s.reserveLocked(0, nil)
 	s.mu.Unlock()
 	return nil
 }
 
-// checkFile validates the entry file at p.
-func (s *Store) checkFile(p string, buf []byte) (header, error) {
+// checkFile validates the entry file at p and returns its header and
+// tags.
+func (s *Store) checkFile(p string, buf []byte) (header, []string, error) {
 	f, err := os.Open(p)
 	if err != nil {
-		return header{}, err
+		return header{}, nil, err
 	}
 	defer f.Close()
 	info, err := f.Stat()
 	if err != nil {
-		return header{}, err
+		return header{}, nil, err
 	}
 	hb := make([]byte, headerLen)
 	if _, err := f.ReadAt(hb, 0); err != nil {
-		return header{}, corrupt("short header")
+		return header{}, nil, corrupt("short header")
 	}
 	h, err := parseHeader(hb, info.Size())
 	if err != nil {
-		return header{}, err
+		return header{}, nil, err
 	}
 	meta := make([]byte, h.metaLen)
 	if _, err := f.ReadAt(meta, headerLen); err != nil {
-		return header{}, err
+		return header{}, nil, err
 	}
 	if crc32.Checksum(meta, castagnoli) != h.metaCRC {
-		return header{}, corrupt("meta checksum mismatch")
+		return header{}, nil, corrupt("meta checksum mismatch")
+	}
+	tags, _, err := splitRegion(meta, h.flags)
+	if err != nil {
+		return header{}, nil, err
 	}
 	if s.verify {
 		if err := checkBody(f, h, buf); err != nil {
-			return header{}, err
+			return header{}, nil, err
 		}
 	}
-	return h, nil
+	return h, tags, nil
 }
 
 // discardFile deletes an invalid file found while rebuilding.
@@ -431,6 +462,7 @@ func (s *Store) Close() error {
 		sums = append(sums, sum)
 	}
 	s.mu.Unlock()
+	s.spares.close()
 	var errs []error
 	if err := s.writeSnapshot(sums); err != nil {
 		errs = append(errs, fmt.Errorf("diskstore: close: writing LRU snapshot: %w", err))
@@ -487,8 +519,9 @@ func (s *Store) releaseLocked(n int64) {
 func (s *Store) removeLocked(e *entry) error {
 	s.idx.Remove(e.sum)
 	s.used -= e.size
+	s.unindexLocked(e)
 	h := hex.EncodeToString(e.sum[:])
-	if err := s.dv.Erase(h); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	if err := os.Remove(s.path(h)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		s.writeErrors.Add(1)
 		s.log.Warn("diskstore: cannot remove entry", "hash", h, "err", err)
 		return err
@@ -501,6 +534,7 @@ func (s *Store) removeLocked(e *entry) error {
 func (s *Store) dropLocked(e *entry) {
 	s.idx.Remove(e.sum)
 	s.used -= e.size
+	s.unindexLocked(e)
 }
 
 // discard deletes the entry e (found invalid by a reader) if it is still
@@ -646,13 +680,25 @@ func (s *Store) load(f *os.File, metaLen uint32) (*object, error) {
 	if int64(len(b)) == size && crc32.Checksum(b[h.bodyOff():], castagnoli) != h.bodyCRC {
 		return nil, corrupt("body checksum mismatch")
 	}
-	return &object{f: f, meta: append([]byte(nil), meta...), h: h, pos: pos}, nil
+	tags, meta, err := splitRegion(meta, h.flags)
+	if err != nil {
+		return nil, err
+	}
+	return &object{f: f, meta: append([]byte(nil), meta...), tags: tags, h: h, pos: pos}, nil
 }
 
 // Create implements [cache.Store]. The object is written to a temporary
 // file that Commit moves into place.
 func (s *Store) Create(ctx context.Context, key string, meta []byte) (cache.Writer, error) {
+	return s.create(ctx, key, meta, nil)
+}
+
+func (s *Store) create(ctx context.Context, key string, meta []byte, tags []string) (cache.Writer, error) {
 	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("diskstore: create: %w", err)
+	}
+	flags, meta, err := encodeRegion(tags, meta)
+	if err != nil {
 		return nil, fmt.Errorf("diskstore: create: %w", err)
 	}
 	if len(meta) > maxMetaLen {
@@ -670,20 +716,22 @@ func (s *Store) Create(ctx context.Context, key string, meta []byte) (cache.Writ
 	if !ok {
 		return nil, fmt.Errorf("diskstore: create: %d bytes do not fit in MaxBytes %d", n, s.maxBytes)
 	}
-	w := &writer{s: s, sum: sum, hash: h, reserved: n, off: n,
-		hdr: header{metaLen: uint32(len(meta)), metaCRC: crc32.Checksum(meta, castagnoli)}}
-	f, err := os.CreateTemp(s.tmpDir, "w-*")
-	if err == nil {
-		w.f = f
-		// A zero header: the file is invalid until Commit writes the
-		// real one.
-		b := make([]byte, headerLen, n)
-		_, err = f.Write(append(b, meta...))
-	}
-	if err != nil {
-		err = s.writeFailed("create", h, err)
-		w.release()
-		return nil, err
+	w := &writer{s: s, sum: sum, hash: h, reserved: n, off: n, tags: tags,
+		hdr: header{flags: flags, metaLen: uint32(len(meta)), metaCRC: crc32.Checksum(meta, castagnoli)}}
+	// A zero header: the entry is invalid until Commit writes the real
+	// one. Written in memory first (see memWriteMax).
+	b := make([]byte, headerLen, max(n+4096, min(2*n, memWriteMax)))
+	b = append(b, meta...)
+	w.buf.Store(&b)
+	if n > memWriteMax/2 {
+		w.mu.Lock()
+		err := w.toFile()
+		w.mu.Unlock()
+		if err != nil {
+			err = s.writeFailed("create", h, err)
+			w.release()
+			return nil, err
+		}
 	}
 	return w, nil
 }
@@ -728,8 +776,16 @@ func (s *Store) UpdateMeta(ctx context.Context, key string, prev, meta []byte) e
 	if !bytes.Equal(old.Meta(), prev) {
 		return errChanged
 	}
+	flags, meta, err := encodeRegion(old.tags, meta) // the object keeps its tags
+	if err != nil {
+		return fmt.Errorf("diskstore: update meta: %w", err)
+	}
+	if len(meta) > maxMetaLen {
+		return fmt.Errorf("diskstore: update meta: meta of %d bytes exceeds %d", len(meta), maxMetaLen)
+	}
 
 	nh := old.h
+	nh.flags = flags
 	nh.metaLen = uint32(len(meta))
 	nh.metaCRC = crc32.Checksum(meta, castagnoli)
 	n := nh.fileSize()
@@ -739,9 +795,10 @@ func (s *Store) UpdateMeta(ctx context.Context, key string, prev, meta []byte) e
 	if !ok {
 		return fmt.Errorf("diskstore: update meta: %d bytes do not fit in MaxBytes %d", n, s.maxBytes)
 	}
-	w := &writer{s: s, sum: sum, hash: h, reserved: n, hdr: nh}
+	w := &writer{s: s, sum: sum, hash: h, reserved: n, hdr: nh, tags: old.tags}
+	w.fileMode.Store(true)
 	defer w.release()
-	f, err := os.CreateTemp(s.tmpDir, "u-*")
+	f, err := s.spares.take()
 	if err != nil {
 		return s.writeFailed("update meta", h, err)
 	}

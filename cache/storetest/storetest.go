@@ -35,6 +35,16 @@ import (
 //   - Write after Commit or Abort, and Commit after Abort or a second
 //     Commit, return errors; Abort after Commit is a no-op;
 //   - the store copies the meta slices and written buffers it is given.
+//
+// A store that implements [cache.TagStore] also runs the tag index tests:
+// DeleteTag removes exactly the committed objects carrying a tag, objects
+// leave the index when replaced (by a tagged or untagged object), deleted
+// or updated, uncommitted and aborted writers are never indexed, opened
+// objects implement [cache.TaggedObject] and stay readable after
+// DeleteTag, tags are copied and read back intact (hostile ones included),
+// and concurrent creates, deletes and DeleteTags leave the index in
+// agreement with the stored objects. Eviction is the store's own to test:
+// an evicted object must leave the index too.
 func Run(t *testing.T, newStore func(t *testing.T) cache.Store) {
 	t.Helper()
 	tests := []struct {
@@ -71,6 +81,14 @@ func Run(t *testing.T, newStore func(t *testing.T) cache.Store) {
 		t.Run(tt.name, func(t *testing.T) {
 			tt.fn(t, newStore(t))
 		})
+	}
+	// Stores with a tag index (cache.TagStore) also run the tag tests.
+	if _, ok := newStore(t).(cache.TagStore); ok {
+		for _, tt := range tagTests {
+			t.Run(tt.name, func(t *testing.T) {
+				tt.fn(t, newStore(t).(cache.TagStore))
+			})
+		}
 	}
 }
 

@@ -8,7 +8,9 @@
 //	     -group eu -edge-id eu-1 -agent-key agent.pem
 //
 // With -listen ADDR it serves plain TCP instead (benchmarks, tests), and
-// with -cache-status it serves as a midtier. SIGINT or SIGTERM stop it
+// with -cache-status it serves as a midtier. With -verify-key it follows
+// the midtier's purge log (the origin's signed purges) over its upstream
+// pool (-purge=false turns that off). SIGINT or SIGTERM stop it
 // gracefully: the agent signs off, requests and fills finish, then tor
 // stops. Run it with -h for every flag.
 package main
@@ -25,6 +27,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -36,6 +39,7 @@ import (
 	"github.com/onioncdn/onioncdn/metrics"
 	"github.com/onioncdn/onioncdn/onion"
 	"github.com/onioncdn/onioncdn/onion/balance"
+	"github.com/onioncdn/onioncdn/purge"
 	"github.com/onioncdn/onioncdn/route"
 	"github.com/onioncdn/onioncdn/tier"
 	"github.com/onioncdn/onioncdn/upstream"
@@ -78,6 +82,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	group := fs.String("group", "", "with -router: this edge's group")
 	edgeID := fs.String("edge-id", "", "with -router: this edge's id in its group")
 	agentKey := fs.String("agent-key", "agent.pem", "with -router: report signing key, created (mode 0600) if missing")
+	followPurges := fs.Bool("purge", true, "with -verify-key: follow the upstream's purge log (served on, with -cache-status)")
 	metricsAddr := fs.String("metrics", "", "serve Prometheus /metrics on this loopback address")
 	var level slog.Level
 	fs.TextVar(&level, "log-level", slog.LevelInfo, "debug (a line per request), info, warn or error")
@@ -147,18 +152,20 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	// The cache: verifying the origin's signatures, on disk, HLS-aware.
 	var rt http.RoundTripper = tr
 	var pol cache.Policy = &hls.Policy{}
+	keys, err := integrity.ParseKeys(verify...)
+	if err != nil {
+		return err
+	}
 	if len(verify) > 0 {
-		keys, err := integrity.ParseKeys(verify...)
-		if err != nil {
-			return err
-		}
 		v := &integrity.Transport{Base: tr, Keys: keys, Logger: log.With("part", "integrity")}
 		reg.MustRegister(metrics.Integrity(*name, v))
 		rt = v
 		pol = &integrity.BoundPolicy{Policy: pol} // never fresh past the origin's signature
 	}
+	var purgeFile, purgeState string
 	var store cache.Store = &cache.MemoryStore{MaxBytes: *maxBytes}
 	if *cacheDir != "" {
+		purgeFile, purgeState = filepath.Join(*cacheDir, "purge-rules"), filepath.Join(*cacheDir, "purge-state")
 		ds, err := diskstore.Open(*cacheDir, diskstore.Options{MaxBytes: *maxBytes, NoSync: *noSync, Logger: log.With("part", "store")})
 		if err != nil {
 			return err
@@ -167,7 +174,18 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		t.Store = ds
 		store = &cache.TieredStore{Slow: ds, Fast: &cache.MemoryStore{MaxBytes: 64 << 20}} // small hot objects in memory
 	}
-	t.Cache = &cache.Cache{Transport: rt, Store: store, Policy: pol, Name: *name, CacheStatus: *cacheStatus, Logger: log.With("part", "cache")}
+	if *followPurges && len(verify) > 0 {
+		// The origin's purges, from the midtiers, over the warm pool; and
+		// never store what a midtier behind on them still serves.
+		t.Purge = &purge.Follower{Transport: tr, Keys: keys, StateFile: purgeState}
+		rt = t.Purge.Guard(rt)
+	}
+	t.Cache = &cache.Cache{Transport: rt, Store: store, Policy: pol, Name: *name, CacheStatus: *cacheStatus,
+		ForwardTags: *cacheStatus, PurgeFile: purgeFile, Logger: log.With("part", "cache")}
+	if t.Purge != nil {
+		t.ServePurgeLog = *cacheStatus // as a midtier
+		reg.MustRegister(metrics.Purge(*name, t.Purge))
+	}
 	delivery := metrics.NewDelivery()
 	t.Cache.OnRecord = append(t.Cache.OnRecord, delivery.OnRecord(*name))
 	reg.MustRegister(metrics.Cache(*name, t.Cache), delivery)

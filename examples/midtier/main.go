@@ -7,7 +7,9 @@
 // A midtier is a disposable buffer: edges never hold connections to the
 // origin, so an observer of an edge cannot locate it. Keep the origin's
 // address, and any signing key, off the edges. It talks to edges, not
-// users, so it sends Cache-Status. With -listen ADDR it serves plain TCP
+// users, so it sends Cache-Status. With -verify-key it also follows the
+// origin's signed purge log and serves it to the edges (-purge=false turns
+// that off). With -listen ADDR it serves plain TCP
 // instead. SIGINT or SIGTERM stop it gracefully. Run it with -h for every
 // flag.
 package main
@@ -23,6 +25,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 
@@ -31,6 +34,7 @@ import (
 	"github.com/onioncdn/onioncdn/hls"
 	"github.com/onioncdn/onioncdn/metrics"
 	"github.com/onioncdn/onioncdn/onion"
+	"github.com/onioncdn/onioncdn/purge"
 	"github.com/onioncdn/onioncdn/tier"
 	"github.com/onioncdn/onioncdn/upstream"
 	"github.com/onioncdn/onioncdn/upstream/integrity"
@@ -58,6 +62,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	cacheDir := fs.String("cache-dir", "", "disk cache directory (default: in memory)")
 	maxBytes := fs.Int64("max-bytes", 0, "cache size bound (0: 1 GiB on disk, 64 MiB in memory)")
 	fs.Func("verify-key", "verify origin signatures with this ed25519 public key (base64 or file; repeatable)", func(v string) error { verify = append(verify, v); return nil })
+	followPurges := fs.Bool("purge", true, "with -verify-key: follow the origin's purge log and serve it to the edges")
 	metricsAddr := fs.String("metrics", "", "serve Prometheus /metrics on this loopback address")
 	var level slog.Level
 	fs.TextVar(&level, "log-level", slog.LevelInfo, "debug (a line per request), info, warn or error")
@@ -102,18 +107,20 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 
 	var rt http.RoundTripper = tr
 	var pol cache.Policy = &hls.Policy{}
+	keys, err := integrity.ParseKeys(verify...)
+	if err != nil {
+		return err
+	}
 	if len(verify) > 0 {
-		keys, err := integrity.ParseKeys(verify...)
-		if err != nil {
-			return err
-		}
 		v := &integrity.Transport{Base: tr, Keys: keys, Logger: log.With("part", "integrity")}
 		reg.MustRegister(metrics.Integrity(*name, v))
 		rt = v
 		pol = &integrity.BoundPolicy{Policy: pol} // never fresh past the origin's signature
 	}
+	var purgeFile, purgeState string
 	var store cache.Store = &cache.MemoryStore{MaxBytes: *maxBytes}
 	if *cacheDir != "" {
+		purgeFile, purgeState = filepath.Join(*cacheDir, "purge-rules"), filepath.Join(*cacheDir, "purge-state")
 		ds, err := diskstore.Open(*cacheDir, diskstore.Options{MaxBytes: *maxBytes, Logger: log.With("part", "store")})
 		if err != nil {
 			return err
@@ -122,7 +129,15 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		t.Store = ds
 		store = &cache.TieredStore{Slow: ds, Fast: &cache.MemoryStore{MaxBytes: 64 << 20}}
 	}
-	t.Cache = &cache.Cache{Transport: rt, Store: store, Policy: pol, Name: *name, CacheStatus: true, Logger: log.With("part", "cache")}
+	t.Cache = &cache.Cache{Transport: rt, Store: store, Policy: pol, Name: *name, CacheStatus: true, ForwardTags: true,
+		PurgeFile: purgeFile, Logger: log.With("part", "cache")}
+	if *followPurges && len(verify) > 0 {
+		// The origin's purges, verified with its keys, over the same pool;
+		// re-served to the edges.
+		t.Purge = &purge.Follower{Transport: tr, Keys: keys, StateFile: purgeState}
+		t.ServePurgeLog = true
+		reg.MustRegister(metrics.Purge(*name, t.Purge))
+	}
 	delivery := metrics.NewDelivery()
 	t.Cache.OnRecord = append(t.Cache.OnRecord, delivery.OnRecord(*name))
 	reg.MustRegister(metrics.Cache(*name, t.Cache), delivery)

@@ -20,6 +20,20 @@
 // public key, which the tiers take as -verify-key. Keep the private key on
 // the origin only.
 //
+// With -sign-key the origin also keeps a purge log (package purge) at
+// /.well-known/onioncdn/purge, which midtiers follow and re-serve to edges;
+// -purge-log FILE keeps it across restarts. Issue a purge, signed with the
+// same key, from the origin machine:
+//
+//	origin purge -sign-key origin.pem -url http://127.0.0.1:8000 -prefix /video/ [-soft]
+//	origin purge -sign-key origin.pem -url http://127.0.0.1:8000 -path /index.html
+//	origin purge -sign-key origin.pem -url http://127.0.0.1:8000 -tag news -soft
+//	origin purge -sign-key origin.pem -url http://127.0.0.1:8000 -all -soft
+//
+// A hard purge removes the objects from every tier; a soft one makes them
+// stale, so that tiers revalidate them (stale-while-revalidate still
+// applies).
+//
 // The origin listens on TCP only: it should not be an onion service the
 // public can find. Run it on a loopback or private address that only the
 // midtier can reach (over a VPN, an SSH tunnel, or an onion with client
@@ -45,12 +59,21 @@ import (
 
 	"github.com/onioncdn/onioncdn/hls/hlstest"
 	"github.com/onioncdn/onioncdn/origin"
+	"github.com/onioncdn/onioncdn/purge"
 	"github.com/onioncdn/onioncdn/upstream/integrity"
 )
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if len(os.Args) > 1 && os.Args[1] == "purge" {
+		err := runPurge(ctx, os.Args[2:], os.Stdout, os.Stderr)
+		if err != nil && !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(os.Stderr, "origin purge:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	opts, err := parseFlags(os.Args[1:], os.Stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return
@@ -72,6 +95,7 @@ type options struct {
 	segDur       time.Duration
 	allowOrigins []string
 	signKey      string
+	purgeLog     string
 	logFormat    string
 	logLevel     string
 	shutdown     time.Duration
@@ -89,6 +113,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.DurationVar(&o.segDur, "segment-duration", 2*time.Second, "with -generate: duration of each segment")
 	fs.StringVar(&allow, "allow-origin", "", "comma-separated origins (e.g. http://site.onion) whose pages may fetch media (CORS); * allows any; empty sends no CORS headers")
 	fs.StringVar(&o.signKey, "sign-key", "", "sign responses with the ed25519 key in this PEM file (created with mode 0600 if missing); empty: do not sign")
+	fs.StringVar(&o.purgeLog, "purge-log", "", "with -sign-key: keep the purge log in this file (without it, a restarted origin starts a new log and every tier revalidates everything once)")
 	fs.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.DurationVar(&o.shutdown, "shutdown-timeout", 10*time.Second, "how long a graceful shutdown waits for requests in progress")
@@ -110,6 +135,9 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	}
 	if o.generate && (o.segDur < 100*time.Millisecond || o.segDur > time.Minute) {
 		return nil, fmt.Errorf("-segment-duration %v: want 100ms to 1m", o.segDur)
+	}
+	if o.purgeLog != "" && o.signKey == "" {
+		return nil, errors.New("-purge-log needs -sign-key (purges are signed with the origin's key)")
 	}
 	if o.shutdown <= 0 {
 		return nil, fmt.Errorf("-shutdown-timeout %v: want a positive duration", o.shutdown)
@@ -171,6 +199,7 @@ func run(ctx context.Context, o *options, stdout io.Writer, ready func(addr stri
 		return fmt.Errorf("-dir %s: not a directory", o.dir)
 	}
 	var h http.Handler = &origin.Handler{FS: os.DirFS(o.dir), AllowedOrigins: o.allowOrigins, Logger: log}
+	var plog *purge.Log
 	if o.signKey != "" {
 		key, created, err := integrity.LoadOrCreateSigningKey(o.signKey)
 		if err != nil {
@@ -182,6 +211,17 @@ func run(ctx context.Context, o *options, stdout io.Writer, ready func(addr stri
 		}
 		fmt.Fprintf(stdout, "signing responses; tiers verify with -verify-key %s (key id %s)\n", integrity.EncodePublicKey(pub), integrity.KeyID(pub))
 		h = (&integrity.Signer{Key: key, Logger: log}).Handler(h)
+		// The purge log, next to the signed site: its entries are signed
+		// one by one.
+		plog = &purge.Log{Key: key, File: o.purgeLog, Logger: log}
+		defer plog.Close()
+		mux := http.NewServeMux()
+		mux.Handle(purge.DefaultPath, plog)
+		mux.Handle("/", h)
+		h = mux
+		if st := plog.Stats(); st.Log == 0 {
+			return errors.New("purge log unusable (see the log)")
+		}
 	}
 	ln, err := net.Listen("tcp", o.listen)
 	if err != nil {
@@ -196,6 +236,9 @@ func run(ctx context.Context, o *options, stdout io.Writer, ready func(addr stri
 		ready(ln.Addr().String())
 	}
 	<-ctx.Done()
+	if plog != nil {
+		plog.Close() // ends the midtiers' long polls
+	}
 	sctx, cancel := context.WithTimeout(context.Background(), o.shutdown)
 	defer cancel()
 	err = srv.Shutdown(sctx)

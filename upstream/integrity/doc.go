@@ -74,7 +74,8 @@
 // A signature covers the status, the request path and query, the
 // Content-Digest, the Content-Record-Digest and every field present that
 // changes how a response is cached or interpreted (Cache-Control,
-// Content-Type, ETag, Expires, Vary, Set-Cookie, Location…), with created
+// Content-Type, ETag, Expires, Vary, Set-Cookie, Location, and the
+// Surrogate-Key and Cache-Tag fields that purges by tag select), with created
 // and expires times. Tiers may still add fields outside that set (Age,
 // Cache-Status), reorder nothing that matters, and re-frame the body. The
 // signature does not cover the host, because every tier has its own onion

@@ -36,7 +36,9 @@ var protectedFields = [...]string{
 	"location",
 	"refresh",
 	"set-cookie",
+	"surrogate-key", // and cache-tag: the tags by which the origin purges (cache.Purge)
 	"vary",
+	"cache-tag",
 }
 
 // requiredComponents must be covered by every accepted signature.
