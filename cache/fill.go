@@ -97,6 +97,9 @@ func (f *fill) advance(k int, now time.Time) {
 		f.first = now
 	}
 	f.n += int64(k)
+	if f.size >= 0 && f.n == f.size && !now.IsZero() {
+		f.last = now // the last byte is in: readers may finish before finish runs
+	}
 	f.notifyLocked()
 	f.mu.Unlock()
 	// The readers just woken wait on this goroutine's P until it
@@ -108,7 +111,9 @@ func (f *fill) advance(k int, now time.Time) {
 // finish marks the fill complete (err == nil) or failed, at now.
 func (f *fill) finish(err error, now time.Time) {
 	f.mu.Lock()
-	f.last = now
+	if f.last.IsZero() || err != nil {
+		f.last = now
+	}
 	if err != nil {
 		f.err = fmt.Errorf("%w: %w", errFillAborted, err)
 	} else {
@@ -245,11 +250,12 @@ func (f *fill) timing(rec *Record, start time.Time) {
 	t.UpstreamHeaders = f.up.headers.Sub(start)
 	f.mu.Lock()
 	first, last, done, n := f.first, f.last, f.done, f.n
+	complete := done || (f.size >= 0 && n == f.size && !last.IsZero() && f.err == nil)
 	f.mu.Unlock()
 	if !first.IsZero() {
 		t.UpstreamFirstByte = first.Sub(start)
 	}
-	if done {
+	if complete {
 		t.UpstreamLastByte, t.UpstreamBytes = last.Sub(start), n
 	}
 }

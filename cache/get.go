@@ -648,8 +648,8 @@ func (c *Cache) runFill(f *fill, resp *http.Response, base string, registered bo
 				err = fmt.Errorf("cache: store write: %w", werr)
 				break
 			}
-			var at time.Time // when the first bytes arrived
-			if written == 0 {
+			var at time.Time // when the first (or, known length, the last) bytes arrived
+			if written == 0 || (f.size >= 0 && written+int64(n) == f.size) {
 				at = c.now()
 			}
 			written += int64(n)
