@@ -153,8 +153,12 @@ func TestSameURLOnTwoSitesIsTwoEntries(t *testing.T) {
 			if got := store.Stats().Objects; got != int64(tc.wantEntries) {
 				t.Errorf("store holds %d objects, want %d", got, tc.wantEntries)
 			}
-			if s := c.Stats(); s.Hits != uint64(4-tc.wantEntries) {
-				t.Errorf("cache stats %+v: want %d hits", s, 4-tc.wantEntries)
+			// A second-round request may arrive after the client read the
+			// whole body but before the fill committed: it joins the fill
+			// (Collapsed) instead of hitting the stored object. Both are
+			// served without going upstream.
+			if s := c.Stats(); s.Hits+s.Collapsed != uint64(4-tc.wantEntries) || s.Misses != uint64(tc.wantEntries) {
+				t.Errorf("cache stats %+v: want %d misses and %d hits or collapsed", s, tc.wantEntries, 4-tc.wantEntries)
 			}
 		})
 	}
