@@ -123,8 +123,11 @@ type Tier struct {
 	Purge *purge.Follower
 
 	// ServePurgeLog serves the entries the Purge follower applied, at
-	// purge.DefaultPath, to the tiers below: set it on a midtier. If
-	// false, a Tier with a Purge follower answers 404 at that path and
+	// purge.DefaultPath, to the tiers below: set it on a midtier. Every
+	// response then also carries the follower's log position
+	// (purge.PositionField, see Follower.Mark), so that a tier below
+	// fetching through Follower.Guard never stores a response older than
+	// a purge it has applied. If false, a Tier with a Purge follower answers 404 at that path and
 	// never forwards it upstream: an edge's clients are users, and the
 	// log (which lists what the origin purged) is for tiers.
 	ServePurgeLog bool
