@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -116,35 +117,82 @@ func ringOf(t *testing.T, s *onion.Server) *hsdesc.Ring {
 // current descriptor (fetched through s) to the backend's name.
 func introOwners(t *testing.T, s *onion.Server, bs ...*backendTor) map[string]string {
 	t.Helper()
+	out, err := fetchOwners(t.Context(), s, bs...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// fetchOwners is introOwners returning its error.
+func fetchOwners(ctx context.Context, s *onion.Server, bs ...*backendTor) (map[string]string, error) {
 	out := map[string]string{}
 	for _, b := range bs {
 		var text string
 		var err error
 		for range 5 {
-			ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
-			text, _, err = s.FetchDescriptor(ctx, b.ln.Onion(), "")
+			fctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+			text, _, err = s.FetchDescriptor(fctx, b.ln.Onion(), "")
 			cancel()
 			if err == nil {
 				break
 			}
 		}
 		if err != nil {
-			t.Fatalf("%s's descriptor: %v", b.name, err)
+			return nil, fmt.Errorf("%s's descriptor: %w", b.name, err)
 		}
 		d, err := hsdesc.Parse(text, time.Now())
 		if err != nil {
-			t.Fatal(err)
+			return nil, fmt.Errorf("%s's descriptor: %w", b.name, err)
 		}
 		id, _ := hsdesc.ParseAddress(b.ln.Onion())
 		c, err := d.Decrypt(id, time.Now(), hsdesc.Period{})
 		if err != nil {
-			t.Fatal(err)
+			return nil, fmt.Errorf("%s's descriptor: %w", b.name, err)
 		}
 		for _, ip := range c.IntroPoints {
 			out[string(ip.AuthKey)] = b.name
 		}
 	}
-	return out
+	return out, nil
+}
+
+// ownedView is groupView with the owners of introduction points kept up
+// to date: a live backend's tor may replace an introduction point (a new
+// auth key) at any time, which the group descriptor then carries. When
+// the view names an unknown introduction point, the live backends'
+// descriptors are fetched again and merged into owners. last keeps the
+// latest view, for failure messages.
+type ownedView struct {
+	t       *testing.T
+	checker *onion.Server
+	group   *onion.Key
+	owners  map[string]string
+	last    map[string][]string
+}
+
+func (v *ownedView) get(live ...*backendTor) map[string][]string {
+	view, _ := groupView(v.t, v.checker, v.group, v.owners)
+	unknown := false
+	for _, names := range view {
+		unknown = unknown || slices.Contains(names, "?")
+	}
+	if unknown {
+		if fresh, err := fetchOwners(v.t.Context(), v.checker, live...); err == nil {
+			maps.Copy(v.owners, fresh)
+			view, _ = groupView(v.t, v.checker, v.group, v.owners)
+		} else {
+			v.t.Logf("refreshing introduction point owners: %v", err)
+		}
+	}
+	v.last = view
+	return view
+}
+
+// String describes the last view: the backends each HSDir's group
+// descriptor lists.
+func (v *ownedView) String() string {
+	return fmt.Sprintf("; last view of the group descriptor, by HSDir: %v", v.last)
 }
 
 // groupView fetches the group's current descriptor from every HSDir
@@ -275,7 +323,7 @@ func TestGroupOverTor(t *testing.T) {
 	}
 	t.Logf("5 tors up, backends published: %v", time.Since(start).Round(time.Millisecond))
 	checker := pubSrv[1] // the standby's tor doubles as the test's HSDir reader
-	owners := introOwners(t, checker, bs[:]...)
+	owners := &ownedView{t: t, checker: checker, group: group, owners: introOwners(t, checker, bs[:]...)}
 
 	settings := func(p *Publisher) *Publisher {
 		p.FetchInterval, p.ProbeInterval, p.ProbeTimeout = 15*time.Second, 2*time.Second, 10*time.Second
@@ -309,10 +357,10 @@ func TestGroupOverTor(t *testing.T) {
 	}
 	var nHSDirs int
 	appear := poll(t, 60*time.Second, "edge-c in every HSDir's descriptor", func() bool {
-		view, _ := groupView(t, checker, group, owners)
+		view := owners.get(bs[:]...)
 		nHSDirs = len(view)
 		return everyHSDir(view, 3, func(names []string) bool { return slices.Equal(names, []string{"edge-a", "edge-b", "edge-c"}) })
-	})
+	}, owners)
 	t.Logf("MEASURE new backend in every HSDir's descriptor (%d HSDirs): %v", nHSDirs, appear.Round(time.Millisecond))
 	if appear > 30*time.Second {
 		t.Errorf("new backend took %v to appear, want ≤ 30 s", appear)
@@ -341,9 +389,9 @@ func TestGroupOverTor(t *testing.T) {
 	const window = 40 * time.Second
 	load := startLoad(t, n, group.Address(), 1500*time.Millisecond)
 	gone := poll(t, 60*time.Second, "edge-c gone from every HSDir's descriptor", func() bool {
-		view, _ := groupView(t, checker, group, owners)
+		view := owners.get(bs[:2]...)
 		return everyHSDir(view, nHSDirs, func(names []string) bool { return slices.Equal(names, []string{"edge-a", "edge-b"}) })
-	})
+	}, owners)
 	t.Logf("MEASURE dead backend (primary publishing): marked down after %v, gone from every HSDir's descriptor after %v",
 		downAfter(primary, bs[2].ln.Onion(), kill).Round(time.Millisecond), gone.Round(time.Millisecond))
 	if gone > 30*time.Second {
@@ -383,11 +431,12 @@ func TestGroupOverTor(t *testing.T) {
 	t.Cleanup(func() { hs.Close() })
 	published := time.Since(back)
 	bs[2] = &backendTor{name: "edge-c", srv: restarted, ln: ln}
-	owners = introOwners(t, checker, bs[:]...)
+	maps.DeleteFunc(owners.owners, func(_, name string) bool { return name == "edge-c" }) // its old introduction points
+	maps.Copy(owners.owners, introOwners(t, checker, bs[2]))
 	again := poll(t, 60*time.Second, "restarted edge-c in every HSDir's descriptor", func() bool {
-		view, _ := groupView(t, checker, group, owners)
+		view := owners.get(bs[:]...)
 		return everyHSDir(view, nHSDirs, func(names []string) bool { return slices.Equal(names, []string{"edge-a", "edge-b", "edge-c"}) })
-	})
+	}, owners)
 	t.Logf("MEASURE restarted backend: own descriptor published %v after its restart, in every HSDir's group descriptor %v later (standby taking over)",
 		published.Round(time.Millisecond), again.Round(time.Millisecond))
 	s := standby.Stats()
@@ -461,12 +510,12 @@ func (l *load) stop() (ok, total int, failures []string) {
 
 // poll calls cond every second until it holds, and returns how long that
 // took; it fails t after d.
-func poll(t *testing.T, d time.Duration, what string, cond func() bool) time.Duration {
+func poll(t *testing.T, d time.Duration, what string, cond func() bool, state ...fmt.Stringer) time.Duration {
 	t.Helper()
 	start := time.Now()
 	for !cond() {
 		if time.Since(start) > d {
-			t.Fatalf("%s: not within %v", what, d)
+			t.Fatalf("%s: not within %v%v", what, d, state)
 		}
 		time.Sleep(time.Second)
 	}
