@@ -417,6 +417,12 @@ func TestInvalidConfig(t *testing.T) {
 	key := newTestEdge(t, "g", "e").edge()
 	onion := testOnion(t)
 	good := func() Group { return Group{ID: "g", Onion: onion, Edges: []Edge{key}} }
+	// One character changed (never to itself: the address is random)
+	// breaks the checksum.
+	flipped := "a" + onion[1:]
+	if onion[0] == 'a' {
+		flipped = "b" + onion[1:]
+	}
 	tests := []struct {
 		name string
 		rt   *Router
@@ -425,7 +431,7 @@ func TestInvalidConfig(t *testing.T) {
 		{"bad_group_id", &Router{Groups: []Group{{ID: "a b", Onion: onion, Edges: []Edge{key}}}}},
 		{"duplicate_group", &Router{Groups: []Group{good(), good()}}},
 		{"not_onion", &Router{Groups: []Group{{ID: "g", Onion: "example.com", Edges: []Edge{key}}}}},
-		{"bad_checksum", &Router{Groups: []Group{{ID: "g", Onion: "a" + onion[1:], Edges: []Edge{key}}}}},
+		{"bad_checksum", &Router{Groups: []Group{{ID: "g", Onion: flipped, Edges: []Edge{key}}}}},
 		{"onion_subdomain", &Router{Groups: []Group{{ID: "g", Onion: "www." + onion, Edges: []Edge{key}}}}},
 		{"bad_port", &Router{Groups: []Group{{ID: "g", Onion: onion + ":0", Edges: []Edge{key}}}}},
 		{"no_edges", &Router{Groups: []Group{{ID: "g", Onion: onion}}}},
