@@ -84,6 +84,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	agentKey := fs.String("agent-key", "agent.pem", "with -router: report signing key, created (mode 0600) if missing")
 	followPurges := fs.Bool("purge", true, "with -verify-key: follow the upstream's purge log (served on, with -cache-status)")
 	metricsAddr := fs.String("metrics", "", "serve Prometheus /metrics on this loopback address")
+	stopWait := fs.Duration("shutdown-timeout", 0, "on SIGINT/SIGTERM, how long requests in flight may take to finish (0: 30 s)")
 	var level slog.Level
 	fs.TextVar(&level, "log-level", slog.LevelInfo, "debug (a line per request), info, warn or error")
 	if err := fs.Parse(args); err != nil {
@@ -93,7 +94,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	if *ups == "" || (*listen == "") == (*keyFile == "") || fs.NArg() > 0 {
 		return errors.New("want -upstream, and either -key (onion service) or -listen (TCP); see -h")
 	}
-	t := &tier.Tier{Name: *name, Logger: log, Limiter: &limit.Limiter{}} // limit's defaults: 20 req/s per circuit…
+	t := &tier.Tier{Name: *name, Logger: log, Limiter: &limit.Limiter{}, ShutdownTimeout: *stopWait} // limit's defaults: 20 req/s per circuit…
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(metrics.Limit(*name, t.Limiter))
 	tr := &upstream.Transport{Upstreams: strings.Split(*ups, ","), Logger: log.With("part", "upstream")}
@@ -103,7 +104,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	// tor, if this edge is an onion service or its upstreams are onions.
 	var ln net.Listener
 	if *listen == "" || strings.Contains(*ups, ".onion") {
-		t.Tor = &onion.Server{DataDir: *torData, ExtraTorrc: torrc, Logger: log.With("part", "tor")}
+		t.Tor = &onion.Server{DataDir: *torData, ExtraTorrc: torrc, Logger: log.With("part", "tor"), DrainTimeout: *stopWait}
 		defer t.Tor.Close() // on early errors; Run closes it after the drain
 	}
 	if strings.Contains(*ups, ".onion") {

@@ -189,7 +189,8 @@ func TestSIGINTToProcessGroup(t *testing.T) {
 
 	args := []string{"-key", filepath.Join(dir, "group.key"), "-upstream", origin.URL, "-tor-data", filepath.Join(dir, "tor"),
 		"-router", router.URL + route.DefaultReportPath, "-group", "g", "-edge-id", "e", "-agent-key", filepath.Join(dir, "agent.pem"),
-		"-watchdog", "0", "-log-level", "info"}
+		"-watchdog", "0", "-log-level", "info",
+		"-shutdown-timeout", "3m"} // the rest of 20 MB over a loaded private network may take more than the default 30 s
 	for _, l := range n.TorrcLines() {
 		args = append(args, "-torrc-line", l)
 	}
