@@ -202,8 +202,9 @@ func (f *fakeNet) Dial(ctx context.Context, addr string) (net.Conn, error) {
 	host, _, _ := net.SplitHostPort(addr)
 	f.mu.Lock()
 	b := f.backends[host]
+	alive := b != nil && b.alive // read under the lock: setAlive writes it
 	f.mu.Unlock()
-	if b == nil || !b.alive {
+	if !alive {
 		return nil, errors.New("onion: SOCKS: onion service introduction failed")
 	}
 	c1, c2 := net.Pipe()
