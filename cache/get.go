@@ -530,6 +530,7 @@ func (c *Cache) fetch(ctx context.Context, cancel context.CancelFunc, base strin
 	}
 	c.work.Add(1)
 	var written int64
+	var done bool
 	if resp.ContentLength >= 0 && resp.ContentLength <= inlineFillMax {
 		// A small body usually arrives with the headers: one read here,
 		// before the reply starts, saves the leader a hand-off (and a
@@ -537,14 +538,13 @@ func (c *Cache) fetch(ctx context.Context, cancel context.CancelFunc, base strin
 		// body (a slow or streaming upstream), the fill goroutine goes on
 		// from there; either way the commit runs beside the reply.
 		var err error
-		var done bool
 		if written, done, err = c.readFill(f, resp, base, 0, true); done {
-			go c.endFill(f, base, collapsed, written, err)
-			fr.fill = f
-			return fr, nil
+			go c.endFill(f, base, collapsed, err)
 		}
 	}
-	go c.runFill(f, resp, base, collapsed, written)
+	if !done {
+		go c.runFill(f, resp, base, collapsed, written)
+	}
 	fr.fill = f
 	return fr, nil
 }
@@ -646,8 +646,8 @@ func (c *Cache) varyIndex(ctx context.Context, base string, vary []string) (stri
 // arrive. The object is committed only when the body is complete; any
 // failure aborts it and every reader.
 func (c *Cache) runFill(f *fill, resp *http.Response, base string, registered bool, written int64) {
-	written, _, err := c.readFill(f, resp, base, written, false)
-	c.endFill(f, base, registered, written, err)
+	_, _, err := c.readFill(f, resp, base, written, false)
+	c.endFill(f, base, registered, err)
 }
 
 // readFill is runFill's copy: it reads resp's body into f's writer, after
@@ -701,7 +701,7 @@ func (c *Cache) readFill(f *fill, resp *http.Response, base string, written int6
 
 // endFill is runFill's end: it commits f (or aborts it after err),
 // deregisters it and wakes its readers for the last time.
-func (c *Cache) endFill(f *fill, base string, registered bool, written int64, err error) {
+func (c *Cache) endFill(f *fill, base string, registered bool, err error) {
 	defer c.work.Done()
 	defer f.release()
 	if err == nil {
