@@ -529,29 +529,10 @@ func (c *Cache) fetch(ctx context.Context, cancel context.CancelFunc, base strin
 		c.fills.Store(base, f)
 	}
 	c.work.Add(1)
-	var written int64
-	var done bool
-	if resp.ContentLength >= 0 && resp.ContentLength <= inlineFillMax {
-		// A small body usually arrives with the headers: one read here,
-		// before the reply starts, saves the leader a hand-off (and a
-		// wake-up) to the fill goroutine. If that read does not end the
-		// body (a slow or streaming upstream), the fill goroutine goes on
-		// from there; either way the commit runs beside the reply.
-		var err error
-		if written, done, err = c.readFill(f, resp, base, 0, true); done {
-			go c.endFill(f, base, collapsed, err)
-		}
-	}
-	if !done {
-		go c.runFill(f, resp, base, collapsed, written)
-	}
+	go c.runFill(f, resp, base, collapsed)
 	fr.fill = f
 	return fr, nil
 }
-
-// inlineFillMax is the largest body (by Content-Length) whose first read
-// is made in the requesting goroutine (see fetch).
-const inlineFillMax = 16 << 10
 
 // CompleteBody is implemented by a response body (from the Cache's
 // Transport) that returns io.EOF only once it knows the body is complete,
@@ -645,20 +626,14 @@ func (c *Cache) varyIndex(ctx context.Context, base string, vary []string) (stri
 // runFill copies the upstream body into the store, waking readers as bytes
 // arrive. The object is committed only when the body is complete; any
 // failure aborts it and every reader.
-func (c *Cache) runFill(f *fill, resp *http.Response, base string, registered bool, written int64) {
-	_, _, err := c.readFill(f, resp, base, written, false)
-	c.endFill(f, base, registered, err)
-}
-
-// readFill is runFill's copy: it reads resp's body into f's writer, after
-// the written bytes already copied, until the end or an error (done), then
-// closes the body. With once it returns after one read unless that read
-// completed a body of known length (the next read then ends it without
-// blocking), with done false and the body open.
-func (c *Cache) readFill(f *fill, resp *http.Response, base string, written int64, once bool) (_ int64, done bool, err error) {
+func (c *Cache) runFill(f *fill, resp *http.Response, base string, registered bool) {
+	defer c.work.Done()
+	defer f.release()
 	bp := c.getBuf()
 	defer c.putBuf(bp)
 	buf := *bp
+	var written int64
+	var err error
 	for {
 		n, rerr := resp.Body.Read(buf)
 		if n > 0 {
@@ -687,23 +662,12 @@ func (c *Cache) readFill(f *fill, resp *http.Response, base string, written int6
 			err = fmt.Errorf("cache: upstream body: %w", rerr)
 			break
 		}
-		if once && (f.size < 0 || written < f.size) {
-			return written, false, nil
-		}
 	}
 	resp.Body.Close()
 	if err == nil && f.size >= 0 && written != f.size {
 		err = fmt.Errorf("cache: upstream body: %d bytes, Content-Length %d", written, f.size)
 	}
 	c.stats.bytesFetched.Add(uint64(written))
-	return written, true, err
-}
-
-// endFill is runFill's end: it commits f (or aborts it after err),
-// deregisters it and wakes its readers for the last time.
-func (c *Cache) endFill(f *fill, base string, registered bool, err error) {
-	defer c.work.Done()
-	defer f.release()
 	if err == nil {
 		if cerr := c.commitFill(context.Background(), f, base); cerr != nil && !errors.Is(cerr, errFillPurged) {
 			// The body is complete in the writer: readers finish it;
